@@ -1,0 +1,120 @@
+// pybind11 bindings of the CPU core.  Validation with clear messages happens in Python
+// (python/infoflow/_intake.py); the checks here only guard the C++ from misuse.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "cpu/problem.hpp"
+
+namespace py = pybind11;
+using infoflow::index_t;
+
+namespace {
+
+// Runs on the calling thread while the GIL is released: take it briefly and let
+// Python handle pending signals (Ctrl-C raises KeyboardInterrupt there).
+bool python_signal_pending(void*) {
+  py::gil_scoped_acquire gil;
+  return PyErr_CheckSignals() != 0;
+}
+
+template <class T>
+infoflow::cpu::StridedView3<T> view3(const py::array_t<T>& a, const char* name) {
+  if (a.ndim() != 3) throw std::invalid_argument(std::string(name) + ": expected 3 dimensions");
+  infoflow::cpu::StridedView3<T> v{a.data(), {0, 0, 0}};
+  for (int axis = 0; axis < 3; ++axis) {
+    if (a.strides(axis) % static_cast<py::ssize_t>(sizeof(T)) != 0)
+      throw std::invalid_argument(std::string(name) + ": strides must be whole elements");
+    v.stride[axis] = a.strides(axis) / static_cast<py::ssize_t>(sizeof(T));
+  }
+  return v;
+}
+
+template <class T>
+py::array_t<T> log_density(const py::array_t<T>& queries, const py::array_t<T>& centers,
+                           double beta, int num_threads, const std::string& isa) {
+  infoflow::cpu::Problem<T> p{view3(queries, "queries"), view3(centers, "centers"), nullptr,
+                              0, 0, 0, 0, beta, num_threads};
+  p.batch = queries.shape(0);
+  p.m = queries.shape(1);
+  p.n = centers.shape(1);
+  p.d = queries.shape(2);
+  if (centers.shape(0) != p.batch || centers.shape(2) != p.d)
+    throw std::invalid_argument("centers: batch size and dimension must match queries");
+  if (p.n < 1 || p.d < 1) throw std::invalid_argument("centers: need n >= 1 and d >= 1");
+  if (!(std::isfinite(beta) && beta > 0)) throw std::invalid_argument("beta: must be > 0");
+  const auto chosen = infoflow::cpu::parse_isa(isa);
+
+  py::array_t<T> out({p.batch, p.m});
+  p.out = out.mutable_data();
+  if (p.batch * p.m == 0) return out;
+  bool finished;
+  {
+    py::gil_scoped_release release;
+    finished = infoflow::cpu::log_density(p, chosen, {&python_signal_pending, nullptr});
+  }
+  if (!finished) throw py::error_already_set();  // KeyboardInterrupt (or another signal's error)
+  return out;
+}
+
+py::dict build_info() {
+  py::dict info;
+  info["version"] = INFOFLOW_VERSION;
+#if defined(__clang__)
+  info["compiler"] = "clang " __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = "gcc " __VERSION__;
+#else
+  info["compiler"] = "unknown";
+#endif
+  info["openmp"] = infoflow::cpu::has_openmp();
+#ifdef _OPENMP
+  info["openmp_version"] = _OPENMP;
+#else
+  info["openmp_version"] = py::none();
+#endif
+  py::list compiled;
+  for (auto isa : {infoflow::cpu::Isa::generic, infoflow::cpu::Isa::avx2,
+                   infoflow::cpu::Isa::avx512}) {
+#if !defined(INFOFLOW_HAVE_X86_ISAS)
+    if (isa != infoflow::cpu::Isa::generic) continue;
+#endif
+    compiled.append(infoflow::cpu::isa_name(isa));
+  }
+  info["simd_compiled"] = compiled;
+  py::list supported;
+  for (auto isa : {infoflow::cpu::Isa::generic, infoflow::cpu::Isa::avx2,
+                   infoflow::cpu::Isa::avx512})
+    if (infoflow::cpu::isa_supported(isa)) supported.append(infoflow::cpu::isa_name(isa));
+  info["simd_supported"] = supported;
+  info["simd_runtime"] = infoflow::cpu::isa_name(infoflow::cpu::best_supported_isa());
+  info["max_threads"] = infoflow::cpu::max_threads();
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "infoflow CPU core: exact batched Gaussian log-sum-exp (C++/OpenMP/SIMD)";
+  const char* doc =
+      "out[b, i] = log sum_j exp(-||q[b,i] - c[b,j]||^2 / (2 beta^2)) for queries (B, m, d)\n"
+      "and centers (B, n, d) of one float dtype; returns a (B, m) array of that dtype.";
+  m.def("log_density", &log_density<float>, doc, py::arg("queries").noconvert(),
+        py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
+        py::arg("isa") = "auto");
+  m.def("log_density", &log_density<double>, doc, py::arg("queries").noconvert(),
+        py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
+        py::arg("isa") = "auto");
+  m.def("build_info", &build_info, "How this _core was built and what the CPU supports.");
+  m.def("isa_supported", [](const std::string& name) {
+    try {
+      infoflow::cpu::parse_isa(name);
+      return true;
+    } catch (const std::invalid_argument&) {
+      return false;
+    }
+  }, "Whether the named kernel ('generic', 'avx2', 'avx512') can run here.");
+}

@@ -1,0 +1,101 @@
+// Runtime choice among the per-ISA copies of the CPU kernel.
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu/problem.hpp"
+
+namespace infoflow::cpu {
+
+#define INFOFLOW_DECLARE_ISA(ns)                                            \
+  namespace ns {                                                            \
+  template <class T>                                                        \
+  bool log_density(const Problem<T>& problem, const Interrupt& interrupt); \
+  }
+INFOFLOW_DECLARE_ISA(generic)
+#if defined(INFOFLOW_HAVE_X86_ISAS)
+INFOFLOW_DECLARE_ISA(avx2)
+INFOFLOW_DECLARE_ISA(avx512)
+#endif
+#undef INFOFLOW_DECLARE_ISA
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "generic";
+  }
+}
+
+bool isa_supported(Isa isa) {
+  switch (isa) {
+    case Isa::generic: return true;
+#if defined(INFOFLOW_HAVE_X86_ISAS)
+    // __builtin_cpu_supports also checks that the OS saves the wider registers.
+    case Isa::avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+             isa_supported(Isa::avx2);
+#endif
+    default: return false;
+  }
+}
+
+Isa best_supported_isa() {
+  static const Isa best = [] {
+    for (Isa isa : {Isa::avx512, Isa::avx2})
+      if (isa_supported(isa)) return isa;
+    return Isa::generic;
+  }();
+  return best;
+}
+
+Isa parse_isa(const std::string& name) {
+  if (name == "auto") return best_supported_isa();
+  for (Isa isa : {Isa::generic, Isa::avx2, Isa::avx512}) {
+    if (name == isa_name(isa)) {
+      if (!isa_supported(isa))
+        throw std::invalid_argument("isa: '" + name + "' is not supported by this CPU or build");
+      return isa;
+    }
+  }
+  throw std::invalid_argument("isa: expected 'auto', 'generic', 'avx2' or 'avx512', got '" +
+                              name + "'");
+}
+
+template <class T>
+bool log_density(const Problem<T>& problem, Isa isa, const Interrupt& interrupt) {
+  switch (isa) {
+#if defined(INFOFLOW_HAVE_X86_ISAS)
+    case Isa::avx512: return avx512::log_density(problem, interrupt);
+    case Isa::avx2: return avx2::log_density(problem, interrupt);
+#endif
+    default: return generic::log_density(problem, interrupt);
+  }
+}
+template bool log_density<float>(const Problem<float>&, Isa, const Interrupt&);
+template bool log_density<double>(const Problem<double>&, Isa, const Interrupt&);
+
+int max_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+bool has_openmp() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace infoflow::cpu

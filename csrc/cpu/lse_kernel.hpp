@@ -1,0 +1,320 @@
+// The CPU log-sum-exp kernel, written once with GCC/Clang vector extensions and compiled
+// once per instruction set.  The including translation unit defines
+//
+//   INFOFLOW_ISA        namespace of this copy (generic, avx2, avx512)
+//   INFOFLOW_VEC_BYTES  SIMD register width in bytes (16, 32, 64)
+//   INFOFLOW_TILE_Q     queries per register tile
+//   INFOFLOW_TILE_V     centre vectors per register tile
+//
+// Work layout.  Centres are packed once per call into groups of G = TILE_V * lanes
+// centres, stored dimension-major ([group][k][G]) so that one aligned load gives one
+// coordinate of `lanes` centres.  A task owns a block of queries; it sweeps the centres
+// in chunks that fit in L2 and, per register tile of TILE_Q queries, computes the squared
+// distances to ~256 centres by direct differences (accurate at small beta, unlike the
+// expanded ||q||^2 + ||c||^2 - 2 q.c), then folds them into each query's online
+// log-sum-exp state with one rescale per block.  No m x n buffer ever exists.
+//
+// No include guard: each ISA translation unit includes this once, inside its own namespace.
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <new>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu/problem.hpp"
+#include "infoflow/lse_math.hpp"
+
+namespace infoflow::cpu::INFOFLOW_ISA {
+namespace {  // internal linkage keeps this ISA's copy apart from the others
+
+typedef float vfloat __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
+typedef double vdouble __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
+typedef std::int32_t vint32 __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
+typedef std::int64_t vint64 __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
+
+template <class T>
+struct Simd;
+template <>
+struct Simd<float> {
+  using V = vfloat;
+  static constexpr int lanes = INFOFLOW_VEC_BYTES / 4;
+};
+template <>
+struct Simd<double> {
+  using V = vdouble;
+  static constexpr int lanes = INFOFLOW_VEC_BYTES / 8;
+};
+
+constexpr int kTileQ = INFOFLOW_TILE_Q;
+constexpr int kTileV = INFOFLOW_TILE_V;
+constexpr std::size_t kAlign = 64;
+constexpr index_t kExpBlock = 256;            // centres per log-sum-exp rescale
+constexpr index_t kChunkBytes = 256 * 1024;   // packed centres swept per pass (L2)
+constexpr index_t kMaxQueriesPerTask = 64;
+
+template <class V, class S>
+inline V splat(S s) {
+  return V{} + s;
+}
+template <class V>
+inline V load(const void* p) {  // p is kAlign-aligned
+  return *static_cast<const V*>(__builtin_assume_aligned(p, INFOFLOW_VEC_BYTES));
+}
+template <class V>
+inline void store(void* p, V v) {
+  *static_cast<V*>(__builtin_assume_aligned(p, INFOFLOW_VEC_BYTES)) = v;
+}
+template <class V>
+inline V vmin(V a, V b) {
+  return a < b ? a : b;
+}
+
+// e^x for x <= 0 (Cephes expf: Cody-Waite reduction, degree-6 polynomial, ~1 ulp).
+// Arguments below -87 return about 1e-38 instead of underflowing: such terms are
+// negligible next to the block's largest term, which is exactly 1.
+inline vfloat vexp(vfloat x) {
+  const vfloat lo = splat<vfloat>(-87.0f);
+  x = x > lo ? x : lo;
+  const vfloat magic = splat<vfloat>(12582912.0f);  // 1.5 * 2^23: rounds to integer
+  const vfloat t = x * 1.44269504088896341f + magic;
+  const vfloat k = t - magic;
+  vfloat r = x - k * 0.693359375f;
+  r = r - k * -2.12194440e-4f;
+  vfloat p = splat<vfloat>(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const vfloat y = p * (r * r) + r + 1.0f;
+  const vint32 ki = (vint32)t - (vint32)magic;  // the integer k, read from the bits
+  return y * (vfloat)((ki + 127) << 23);
+}
+
+// e^x for x <= 0 in double: the same reduction, degree-13 Taylor polynomial (< 1 ulp on
+// |r| <= ln(2)/2).  Arguments below -708 return about 1e-308.
+inline vdouble vexp(vdouble x) {
+  const vdouble lo = splat<vdouble>(-708.0);
+  x = x > lo ? x : lo;
+  const vdouble magic = splat<vdouble>(6755399441055744.0);  // 1.5 * 2^52
+  const vdouble t = x * 1.4426950408889634074 + magic;
+  const vdouble k = t - magic;
+  vdouble r = x - k * 6.93145751953125e-1;
+  r = r - k * 1.42860682030941723212e-6;
+  vdouble p = splat<vdouble>(1.0 / 6227020800.0);  // 1/13!
+  p = p * r + 1.0 / 479001600.0;
+  p = p * r + 1.0 / 39916800.0;
+  p = p * r + 1.0 / 3628800.0;
+  p = p * r + 1.0 / 362880.0;
+  p = p * r + 1.0 / 40320.0;
+  p = p * r + 1.0 / 5040.0;
+  p = p * r + 1.0 / 720.0;
+  p = p * r + 1.0 / 120.0;
+  p = p * r + 1.0 / 24.0;
+  p = p * r + 1.0 / 6.0;
+  p = p * r + 0.5;
+  const vdouble y = p * (r * r) + r + 1.0;
+  const vint64 ki = (vint64)t - (vint64)magic;
+  return y * (vdouble)((ki + 1023) << 52);
+}
+
+template <class T>
+struct AlignedArray {
+  explicit AlignedArray(index_t count)
+      : ptr(static_cast<T*>(::operator new(std::max<index_t>(count, 1) * sizeof(T),
+                                           std::align_val_t(kAlign)))) {}
+  ~AlignedArray() { ::operator delete(ptr, std::align_val_t(kAlign)); }
+  AlignedArray(const AlignedArray&) = delete;
+  AlignedArray& operator=(const AlignedArray&) = delete;
+  T* ptr;
+};
+
+// Squared distances of kTileQ queries (rows of q, stride d) to the G = kTileV * lanes
+// centres of one packed group, written to out[row * ld + j].
+template <class T>
+inline void distance_tile(const T* __restrict q, const T* __restrict group, index_t d,
+                          T* __restrict out, index_t ld) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  V acc[kTileQ][kTileV];
+  for (int a = 0; a < kTileQ; ++a)
+    for (int v = 0; v < kTileV; ++v) acc[a][v] = V{};
+  for (index_t k = 0; k < d; ++k) {
+    V c[kTileV];
+    for (int v = 0; v < kTileV; ++v) c[v] = load<V>(group + (k * kTileV + v) * L);
+    for (int a = 0; a < kTileQ; ++a) {
+      const V qk = splat<V>(q[a * d + k]);
+      for (int v = 0; v < kTileV; ++v) {
+        const V diff = c[v] - qk;
+        acc[a][v] += diff * diff;
+      }
+    }
+  }
+  for (int a = 0; a < kTileQ; ++a)
+    for (int v = 0; v < kTileV; ++v) store(out + a * ld + v * L, acc[a][v]);
+}
+
+// Fold `count` squared distances (a multiple of the lane count; padding holds +inf)
+// into one query's log-sum-exp state: one min pass, one exp pass, one rescale.
+template <class T>
+inline void fold_block(const T* __restrict dist, index_t count, LseState& state,
+                       T neg_scale, double scale) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  V vm = splat<V>(std::numeric_limits<T>::infinity());
+  for (index_t j = 0; j < count; j += L) vm = vmin(vm, load<V>(dist + j));
+  T block_min = vm[0];
+  for (int l = 1; l < L; ++l) block_min = std::min(block_min, vm[l]);
+  if (!(block_min < std::numeric_limits<T>::infinity())) return;  // all padding
+  // The state's minimum came from a T value too, so this is exact in T.
+  const T new_min = static_cast<T>(std::min(state.dmin, static_cast<double>(block_min)));
+  const V shift = splat<V>(new_min);
+  V sum0 = V{}, sum1 = V{};
+  index_t j = 0;
+  for (; j + 2 * L <= count; j += 2 * L) {
+    sum0 += vexp((load<V>(dist + j) - shift) * neg_scale);
+    sum1 += vexp((load<V>(dist + j + L) - shift) * neg_scale);
+  }
+  if (j < count) sum0 += vexp((load<V>(dist + j) - shift) * neg_scale);
+  const V total = sum0 + sum1;
+  double block_sum = 0.0;
+  for (int l = 0; l < L; ++l) block_sum += static_cast<double>(total[l]);
+  lse_fold(state, static_cast<double>(new_min), block_sum, scale);
+}
+
+template <class T>
+bool run(const Problem<T>& p, const Interrupt& interrupt) {
+  constexpr int L = Simd<T>::lanes;
+  constexpr index_t G = static_cast<index_t>(kTileV) * L;  // centres per packed group
+  const index_t d = p.d;
+  const index_t groups = (p.n + G - 1) / G;
+  const index_t block_groups = std::max<index_t>(1, kExpBlock / G);
+  const index_t block_width = block_groups * G;
+  const index_t group_bytes = G * d * static_cast<index_t>(sizeof(T));
+  const index_t chunk_groups =
+      std::max<index_t>(1, kChunkBytes / group_bytes / block_groups) * block_groups;
+  const double scale = exponent_scale(p.beta);
+  const T neg_scale = static_cast<T>(-scale);
+
+#ifdef _OPENMP
+  const int threads = p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
+#endif
+
+  // Pack the centres: [batch][group][k][G], zero-padded past n.
+  AlignedArray<T> packed(p.batch * groups * d * G);
+  const index_t pack_items = p.batch * groups;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+  for (index_t item = 0; item < pack_items; ++item) {
+    const index_t b = item / groups, g = item % groups;
+    T* dst = packed.ptr + item * d * G;
+    for (index_t j = 0; j < G; ++j) {
+      const index_t c = g * G + j;
+      if (c < p.n) {
+        for (index_t k = 0; k < d; ++k) dst[k * G + j] = p.centers(b, c, k);
+      } else {
+        for (index_t k = 0; k < d; ++k) dst[k * G + j] = T(0);
+      }
+    }
+  }
+
+  // Enough tasks to balance the threads, few enough to keep the query tiles reused.
+#ifdef _OPENMP
+  const index_t want_tasks = 4 * static_cast<index_t>(threads);
+#else
+  const index_t want_tasks = 1;
+#endif
+  index_t per_task = (p.batch * p.m + want_tasks - 1) / want_tasks;
+  per_task = std::min<index_t>(std::max<index_t>(per_task, kTileQ), kMaxQueriesPerTask);
+  per_task = std::min<index_t>(per_task, p.m);
+  per_task = (per_task + kTileQ - 1) / kTileQ * kTileQ;
+  const index_t tasks_per_batch = (p.m + per_task - 1) / per_task;
+  const index_t tasks = p.batch * tasks_per_batch;
+
+  std::atomic<bool> cancelled{false};
+  using clock = std::chrono::steady_clock;
+  auto last_poll = clock::now();
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+  {
+#ifdef _OPENMP
+    const bool polls = omp_get_thread_num() == 0 && interrupt.poll != nullptr;
+#else
+    const bool polls = interrupt.poll != nullptr;
+#endif
+    AlignedArray<T> qbuf(per_task * d);
+    AlignedArray<T> dist(kTileQ * block_width);
+    std::unique_ptr<LseState[]> state(new LseState[per_task]);
+
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (index_t task = 0; task < tasks; ++task) {
+      if (cancelled.load(std::memory_order_relaxed)) continue;
+      const index_t b = task / tasks_per_batch;
+      const index_t i0 = (task % tasks_per_batch) * per_task;
+      const index_t rows = std::min(per_task, p.m - i0);
+      const index_t rows_padded = (rows + kTileQ - 1) / kTileQ * kTileQ;
+      for (index_t a = 0; a < rows_padded; ++a) {
+        state[a] = lse_empty();
+        T* row = qbuf.ptr + a * d;
+        if (a < rows) {
+          for (index_t k = 0; k < d; ++k) row[k] = p.queries(b, i0 + a, k);
+        } else {
+          std::fill(row, row + d, T(0));
+        }
+      }
+      const T* batch_groups = packed.ptr + b * groups * d * G;
+
+      for (index_t c0 = 0; c0 < groups; c0 += chunk_groups) {
+        if (polls && clock::now() - last_poll > std::chrono::milliseconds(50)) {
+          last_poll = clock::now();
+          if (interrupt.poll(interrupt.context)) cancelled.store(true);
+        }
+        if (cancelled.load(std::memory_order_relaxed)) break;
+        const index_t c1 = std::min(groups, c0 + chunk_groups);
+        for (index_t a0 = 0; a0 < rows_padded; a0 += kTileQ) {
+          const T* qtile = qbuf.ptr + a0 * d;
+          for (index_t g0 = c0; g0 < c1; g0 += block_groups) {
+            const index_t g1 = std::min(c1, g0 + block_groups);
+            const index_t width = (g1 - g0) * G;
+            for (index_t g = g0; g < g1; ++g)
+              distance_tile(qtile, batch_groups + g * d * G, d, dist.ptr + (g - g0) * G,
+                            block_width);
+            const index_t valid = std::min(width, p.n - g0 * G);
+            for (int a = 0; a < kTileQ; ++a) {
+              T* drow = dist.ptr + a * block_width;
+              std::fill(drow + valid, drow + width, std::numeric_limits<T>::infinity());
+              fold_block(drow, width, state[a0 + a], neg_scale, scale);
+            }
+          }
+        }
+      }
+      T* out = p.out + b * p.m + i0;
+      for (index_t a = 0; a < rows; ++a) out[a] = static_cast<T>(lse_result(state[a], scale));
+    }
+  }
+  return !cancelled.load();
+}
+
+}  // namespace
+
+template <class T>
+bool log_density(const Problem<T>& problem, const Interrupt& interrupt) {
+  return run(problem, interrupt);
+}
+template bool log_density<float>(const Problem<float>&, const Interrupt&);
+template bool log_density<double>(const Problem<double>&, const Interrupt&);
+
+}  // namespace infoflow::cpu::INFOFLOW_ISA

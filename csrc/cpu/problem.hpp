@@ -1,0 +1,51 @@
+// What the Python binding hands to the CPU kernels: raw pointers, shapes and element
+// strides of the (batch, rows, dims) inputs, and a way to ask whether to stop.
+#pragma once
+
+#include <string>
+
+#include "infoflow/lse_math.hpp"
+
+namespace infoflow::cpu {
+
+template <class T>
+struct StridedView3 {
+  const T* data;
+  index_t stride[3];  // in elements, may be negative or zero
+  const T& operator()(index_t b, index_t i, index_t k) const {
+    return data[b * stride[0] + i * stride[1] + k * stride[2]];
+  }
+};
+
+template <class T>
+struct Problem {
+  StridedView3<T> queries;  // (batch, m, d)
+  StridedView3<T> centers;  // (batch, n, d)
+  T* out;                   // (batch, m), C-contiguous
+  index_t batch, m, n, d;
+  double beta;
+  int num_threads;  // <= 0: the OpenMP default
+};
+
+// Called by the calling thread every few tens of milliseconds; returns true to cancel
+// (the Python binding checks for Ctrl-C there).
+struct Interrupt {
+  bool (*poll)(void* context) = nullptr;
+  void* context = nullptr;
+};
+
+enum class Isa { generic = 0, avx2 = 1, avx512 = 2 };
+
+const char* isa_name(Isa isa);
+Isa best_supported_isa();
+bool isa_supported(Isa isa);
+Isa parse_isa(const std::string& name);  // "auto", "generic", "avx2", "avx512"
+
+// Returns false when the interrupt asked to stop (the output is then incomplete).
+template <class T>
+bool log_density(const Problem<T>& problem, Isa isa, const Interrupt& interrupt);
+
+int max_threads();
+bool has_openmp();
+
+}  // namespace infoflow::cpu
