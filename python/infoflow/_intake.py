@@ -1,0 +1,172 @@
+"""Validation and intake of user arrays.
+
+Every public function passes its inputs through here before any compiled code runs, so
+that bad input gets a precise error naming the argument (TypeError for types and dtypes,
+ValueError for shapes and values) and good input reaches the kernels without copies.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass(frozen=True)
+class FloatArray:
+    """A validated float32/float64 array and where it lives.
+
+    ``data`` is a numpy array for numpy input and for torch CPU tensors (a view sharing
+    memory), and the (detached) tensor itself for torch CUDA tensors.
+    """
+
+    data: Any
+    kind: str  # "numpy" or "torch"
+    device: str  # "cpu" or e.g. "cuda:0"
+    dtype: np.dtype
+    shape: tuple
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.startswith("cuda")
+
+
+def _torch_module():
+    # Never import torch ourselves: a tensor can only exist if the caller already did.
+    return sys.modules.get("torch")
+
+
+def float_array(x: Any, name: str, *, min_ndim: int = 2) -> FloatArray:
+    """Validate a float array argument; see the module docstring for the rules."""
+    torch = _torch_module()
+    if isinstance(x, np.ndarray):
+        dtype = x.dtype
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"{name}: expected dtype float32 or float64, got {dtype}; convert explicitly, "
+                f"e.g. {name}.astype(numpy.float64)"
+            )
+        data, kind, device = x, "numpy", "cpu"
+    elif torch is not None and isinstance(x, torch.Tensor):
+        if x.dtype not in (torch.float32, torch.float64):
+            raise TypeError(
+                f"{name}: expected dtype torch.float32 or torch.float64, got {x.dtype}; "
+                f"convert explicitly, e.g. {name}.double()"
+            )
+        dtype = np.dtype(np.float32 if x.dtype == torch.float32 else np.float64)
+        t = x.detach()
+        if t.device.type == "cpu":
+            data, device = t.resolve_conj().resolve_neg().numpy(), "cpu"
+        elif t.device.type == "cuda":
+            data, device = t, str(t.device)
+        else:
+            raise ValueError(f"{name}: tensors on device '{t.device}' are not supported (cpu or cuda)")
+        kind = "torch"
+    else:
+        raise TypeError(f"{name}: expected a numpy.ndarray or torch.Tensor, got {type(x).__name__}")
+
+    shape = tuple(x.shape)
+    if len(shape) < min_ndim:
+        hint = f" (for 1-D samples use {name}.reshape(-1, 1))" if len(shape) == 1 else ""
+        raise ValueError(
+            f"{name}: expected at least {min_ndim} dimensions (..., rows, dim), got shape {shape}{hint}"
+        )
+    if any(s == 0 for s in shape):
+        raise ValueError(f"{name}: empty input, shape {shape}")
+    finite = bool(np.isfinite(data).all()) if device == "cpu" else bool(torch.isfinite(data).all())
+    if not finite:
+        raise ValueError(f"{name}: contains NaN or infinity")
+    return FloatArray(data, kind, device, dtype, shape)
+
+
+def same_family(first: FloatArray, second: FloatArray, first_name: str, second_name: str) -> None:
+    """Require two arrays of one type, dtype and device (no silent casts or copies)."""
+    if first.kind != second.kind:
+        raise TypeError(
+            f"{first_name} is a {first.kind} array but {second_name} is a {second.kind} array; "
+            "pass both as the same type"
+        )
+    if first.dtype != second.dtype:
+        raise TypeError(
+            f"{first_name} has dtype {first.dtype} but {second_name} has dtype {second.dtype}; "
+            "convert one explicitly"
+        )
+    if first.device != second.device:
+        raise ValueError(
+            f"{first_name} is on {first.device} but {second_name} is on {second.device}; "
+            "move them to one device"
+        )
+
+
+def positive_real(x: Any, name: str) -> float:
+    """A finite real number > 0 (beta, a bandwidth)."""
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(x).__name__}")
+    value = float(x)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: must be finite and > 0, got {value!r}")
+    return value
+
+
+def beta_for_dtype(beta: Any, dtype: np.dtype, name: str = "beta") -> float:
+    """Validate beta and check that 1/(2 beta^2) is representable in the working dtype."""
+    value = positive_real(beta, name)
+    if 0.5 / (value * value) > float(np.finfo(dtype).max):
+        raise ValueError(
+            f"{name}: {value!r} is too small for {dtype} arithmetic (1/(2 beta^2) overflows); "
+            "rescale the data or use float64"
+        )
+    return value
+
+
+def positive_int(x: Any, name: str, *, allow_none: bool = True) -> int | None:
+    """An integer >= 1, or None where allowed."""
+    if x is None and allow_none:
+        return None
+    if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(x).__name__}")
+    if x < 1:
+        raise ValueError(f"{name}: must be >= 1, got {x}")
+    return int(x)
+
+
+def log_of_base(base: Any) -> float:
+    """ln(base) for converting nats; 1.0 for base=None (nats)."""
+    if base is None:
+        return 1.0
+    value = positive_real(base, "base")
+    if value == 1.0:
+        raise ValueError("base: must not be 1")
+    return math.log(value)
+
+
+def unit_name(base: Any) -> str:
+    if base is None or base == math.e:
+        return "nats"
+    if base == 2:
+        return "bits"
+    if base == 10:
+        return "hartleys"
+    return f"log-base-{base:g} units"
+
+
+def make_rng(rng: Any) -> np.random.Generator:
+    """SPEC 7: an int seed, a SeedSequence, a numpy Generator, or None (fresh entropy)."""
+    if isinstance(rng, np.random.RandomState):
+        raise TypeError("rng: numpy.random.RandomState is not supported; pass a numpy.random.Generator or an int seed")
+    if rng is not None and not isinstance(
+        rng, (numbers.Integral, np.random.Generator, np.random.SeedSequence, np.random.BitGenerator)
+    ):
+        raise TypeError(f"rng: expected None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
+    if isinstance(rng, (bool, np.bool_)):
+        raise TypeError("rng: expected None, an int seed or a numpy.random.Generator, got bool")
+    try:
+        return np.random.default_rng(rng)
+    except ValueError as exc:  # e.g. a negative seed
+        raise ValueError(f"rng: {exc}") from None

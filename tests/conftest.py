@@ -1,0 +1,43 @@
+import os
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))  # for `reference`
+
+import infoflow  # noqa: E402
+from infoflow import _core  # noqa: E402
+
+SUPPORTED_ISAS = [isa for isa in ("generic", "avx2", "avx512") if _core.isa_supported(isa)]
+
+
+@pytest.fixture(params=SUPPORTED_ISAS)
+def isa(request, monkeypatch):
+    """Run a test once per SIMD kernel this CPU supports (INFOFLOW_SIMD selects it)."""
+    monkeypatch.setenv("INFOFLOW_SIMD", request.param)
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20190609)
+
+
+def relative_error(actual, expected):
+    """Error relative to the exponent scale: |a - e| / max(1, |e|)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return np.max(np.abs(actual - expected) / np.maximum(1.0, np.abs(expected)))
+
+
+@pytest.fixture(scope="session")
+def torch():
+    return pytest.importorskip("torch")
+
+
+def pytest_report_header(config):
+    info = infoflow.build_info()
+    return (f"infoflow {info['version']}: simd {info['simd_runtime']} (supported {info['simd_supported']}), "
+            f"openmp {info['openmp']}, max_threads {info['max_threads']}, "
+            f"cuda built {info['cuda_built']}, gpu {info['has_cuda']}")

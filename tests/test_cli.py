@@ -1,0 +1,67 @@
+"""The command line, as a user runs it."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from reference import kt_bounds_reference
+
+from infoflow import cli
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "infoflow", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_demo_runs_and_reports_estimate_bounds_and_limits():
+    result = run_cli("entropy", "--demo")
+    assert result.returncode == 0, result.stderr
+    assert "built-in demo" in result.stdout and "nats" in result.stdout
+    assert "Kolchinsky-Tracey bounds" in result.stdout and "h_Z + ln n" in result.stdout
+
+
+def test_demo_json_is_consistent():
+    result = run_cli("entropy", "--demo", "--json", "--beta", "0.6")
+    data = json.loads(result.stdout)
+    assert data["n"] == 4096 and data["d"] == 12 and data["unit"] == "nats"
+    assert data["noise_entropy"] <= data["lower_bound"] <= data["upper_bound"] <= data["noise_entropy_plus_log_n"]
+    assert data["lower_bound"] - 4 * data["stderr"] <= data["entropy"] <= data["upper_bound"] + 4 * data["stderr"]
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv"])
+def test_file_formats(tmp_path, suffix):
+    samples = np.random.default_rng(0).uniform(-1, 1, (300, 3))
+    path = tmp_path / f"samples{suffix}"
+    if suffix == ".npy":
+        np.save(path, samples)
+    elif suffix == ".npz":
+        np.savez(path, layer1=samples)
+    else:
+        np.savetxt(path, samples, delimiter=",", header="a,b,c", comments="")
+    result = run_cli("entropy", str(path), "--beta", "0.1", "--json", "--base", "2", "--mc-samples", "20")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    lower, upper = kt_bounds_reference(samples, 0.1)
+    assert data["unit"] == "bits" and data["mc_samples"] == 20
+    assert data["lower_bound"] == pytest.approx(lower / math.log(2), rel=1e-9)
+    assert data["upper_bound"] == pytest.approx(upper / math.log(2), rel=1e-9)
+
+
+def test_errors_are_reported_not_raised(tmp_path):
+    missing = run_cli("entropy", str(tmp_path / "nope.npy"), "--beta", "0.1")
+    assert missing.returncode == 2 and "No such file" in missing.stderr
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((5, 2)))
+    bad_beta = run_cli("entropy", str(path), "--beta", "-1")
+    assert bad_beta.returncode == 2 and "beta: must be finite and > 0" in bad_beta.stderr
+    no_beta = run_cli("entropy", str(path))
+    assert no_beta.returncode == 2 and "--beta is required" in no_beta.stderr
+
+
+def test_info_prints_build_facts(capsys):
+    assert cli.main(["info"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert "simd_runtime" in info and "cuda_built" in info

@@ -1,0 +1,158 @@
+"""mixture_entropy and mixture_entropy_bounds against quadrature, closed forms and limits."""
+
+import math
+
+import numpy as np
+import pytest
+from reference import entropy_quadrature_1d, kt_bounds_reference
+
+import infoflow
+from infoflow import entropy as entropy_module
+
+
+@pytest.mark.parametrize(
+    "centres, beta",
+    [
+        (np.array([0.0]), 0.3),
+        (np.array([-1.0, 1.0]), 0.5),
+        (np.array([-3.0, -1.0, 1.0, 3.0]), 0.4),
+        (np.tanh(np.random.default_rng(5).normal(size=40)), 0.05),
+        (np.random.default_rng(6).uniform(-1, 1, 300), 0.02),
+    ],
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_1d_entropy_matches_quadrature(centres, beta, dtype):
+    exact = entropy_quadrature_1d(centres, beta)
+    est = infoflow.mixture_entropy(centres.reshape(-1, 1).astype(dtype), beta, mc_samples=2000, rng=1)
+    assert est.unit == "nats" and 0 < est.stderr < 0.05
+    assert abs(est.value - exact) <= 4 * est.stderr
+
+
+def test_stderr_is_calibrated():
+    """The spread of independent estimates matches the reported standard error."""
+    centres = np.random.default_rng(7).uniform(-1, 1, (200, 2))
+    runs = [infoflow.mixture_entropy(centres, 0.1, mc_samples=10, rng=seed) for seed in range(40)]
+    values = np.array([r.value for r in runs])
+    reported = np.mean([r.stderr for r in runs])
+    # Sample std of 40 draws: within ~30% of the truth with high probability; the reported
+    # stderr may overstate (never understate) the error, see the docstring.
+    assert 0.6 * reported <= values.std(ddof=1) <= 1.3 * reported
+
+
+def test_single_centre_and_identical_centres_give_noise_entropy():
+    beta, d = 0.2, 3
+    h_z = 0.5 * d * math.log(2 * math.pi * math.e * beta**2)
+    assert infoflow.noise_entropy(d, beta) == pytest.approx(h_z, rel=1e-15)
+    for centres in (np.ones((1, d)), np.full((50, d), 0.3)):
+        est = infoflow.mixture_entropy(centres, beta, rng=0)
+        assert abs(est.value - h_z) <= 4 * est.stderr
+        lower, upper = infoflow.mixture_entropy_bounds(centres, beta)
+        assert lower == pytest.approx(h_z, abs=1e-12) and upper == pytest.approx(h_z, abs=1e-12)
+
+
+def test_separated_points_reach_log_n():
+    # beta -> 0 with distinct points: h -> h_Z + ln n (each bump carries 1/n of the mass).
+    centres = np.arange(64, dtype=np.float64).reshape(-1, 2)  # 32 points >= 1 apart
+    beta = 0.01
+    ceiling = infoflow.noise_entropy(2, beta) + math.log(32)
+    lower, upper = infoflow.mixture_entropy_bounds(centres, beta)
+    assert lower == pytest.approx(ceiling, abs=1e-9) and upper == pytest.approx(ceiling, abs=1e-9)
+    est = infoflow.mixture_entropy(centres, beta, rng=3)
+    assert abs(est.value - ceiling) <= 4 * est.stderr
+
+
+@pytest.mark.parametrize("beta", [0.02, 0.1, 0.5, 2.0])
+def test_bounds_match_reference_and_bracket_the_estimate(beta):
+    rng = np.random.default_rng(11)
+    centres = np.tanh(rng.normal(size=(400, 3)))
+    lower, upper = infoflow.mixture_entropy_bounds(centres, beta)
+    ref_lower, ref_upper = kt_bounds_reference(centres, beta)
+    assert lower == pytest.approx(ref_lower, rel=1e-12, abs=1e-12)
+    assert upper == pytest.approx(ref_upper, rel=1e-12, abs=1e-12)
+    h_z = infoflow.noise_entropy(3, beta)
+    assert h_z - 1e-12 <= lower <= upper <= h_z + math.log(400) + 1e-12
+    est = infoflow.mixture_entropy(centres, beta, rng=4)
+    assert lower - 4 * est.stderr <= est.value <= upper + 4 * est.stderr
+
+
+def test_bounds_float32_close_to_float64():
+    centres = np.tanh(np.random.default_rng(12).normal(size=(300, 10)))
+    b64 = infoflow.mixture_entropy_bounds(centres, 0.05)
+    b32 = infoflow.mixture_entropy_bounds(centres.astype(np.float32), 0.05)
+    np.testing.assert_allclose(b32, b64, rtol=1e-5)
+
+
+def test_base_converts_units():
+    centres = np.random.default_rng(8).uniform(-1, 1, (100, 2))
+    nats = infoflow.mixture_entropy(centres, 0.1, rng=5)
+    bits = infoflow.mixture_entropy(centres, 0.1, rng=5, base=2)
+    assert bits.unit == "bits"
+    assert bits.value == pytest.approx(nats.value / math.log(2), rel=1e-14)
+    assert bits.stderr == pytest.approx(nats.stderr / math.log(2), rel=1e-14)
+    b_nats = infoflow.mixture_entropy_bounds(centres, 0.1)
+    b_bits = infoflow.mixture_entropy_bounds(centres, 0.1, base=2)
+    np.testing.assert_allclose(np.array(b_bits) * math.log(2), b_nats, rtol=1e-14)
+    assert infoflow.noise_entropy(2, 0.1, base=2) == pytest.approx(infoflow.noise_entropy(2, 0.1) / math.log(2))
+
+
+def test_rng_reproducible():
+    centres = np.random.default_rng(9).uniform(-1, 1, (100, 3))
+    a = infoflow.mixture_entropy(centres, 0.2, rng=123)
+    b = infoflow.mixture_entropy(centres, 0.2, rng=np.random.default_rng(123))
+    c = infoflow.mixture_entropy(centres, 0.2, rng=124)
+    assert a == b
+    assert a.value != c.value
+
+
+def test_same_seed_same_value_whatever_the_chunking(monkeypatch):
+    centres = np.random.default_rng(10).uniform(-1, 1, (3, 50, 4))
+    whole = infoflow.mixture_entropy(centres, 0.3, mc_samples=8, rng=1)
+    monkeypatch.setattr(entropy_module, "_CHUNK_ELEMENTS", 37)  # many small chunks
+    chunked = infoflow.mixture_entropy(centres, 0.3, mc_samples=8, rng=1)
+    np.testing.assert_allclose(chunked.value, whole.value, rtol=1e-13)
+    np.testing.assert_allclose(chunked.stderr, whole.stderr, rtol=1e-10)
+
+
+def test_batched_estimates(rng):
+    centres = rng.uniform(-1, 1, (2, 3, 60, 2))
+    est = infoflow.mixture_entropy(centres, 0.15, mc_samples=50, rng=2)
+    assert np.shape(est.value) == (2, 3) and np.shape(est.stderr) == (2, 3)
+    bounds = infoflow.mixture_entropy_bounds(centres, 0.15)
+    assert np.shape(bounds.lower) == (2, 3)
+    for idx in np.ndindex(2, 3):
+        single = infoflow.mixture_entropy_bounds(centres[idx], 0.15)
+        assert bounds.lower[idx] == pytest.approx(single.lower, rel=1e-13)
+        assert bounds.upper[idx] == pytest.approx(single.upper, rel=1e-13)
+        assert bounds.lower[idx] - 4 * est.stderr[idx] <= est.value[idx] <= bounds.upper[idx] + 4 * est.stderr[idx]
+    with pytest.raises(TypeError, match="batched"):
+        float(est)
+
+
+def test_torch_input(torch):
+    centres = torch.from_numpy(np.random.default_rng(13).uniform(-1, 1, (80, 2)))
+    est_t = infoflow.mixture_entropy(centres, 0.1, rng=6)
+    est_n = infoflow.mixture_entropy(centres.numpy(), 0.1, rng=6)
+    assert est_t == est_n  # same seed, same draws, same kernel
+    bounds = infoflow.mixture_entropy_bounds(centres.float(), 0.1)
+    assert isinstance(bounds.lower, float)
+
+
+def test_default_mc_samples_and_progress(capsys):
+    assert infoflow.default_mc_samples(4096) == 16
+    assert infoflow.default_mc_samples(10**6) == 1
+    centres = np.random.default_rng(14).uniform(-1, 1, (4096, 2))
+    est = infoflow.mixture_entropy(centres, 0.05, rng=0, progress=True)
+    assert np.isfinite(est.value) and est.stderr < 0.02
+
+
+def test_estimate_behaves_like_a_float():
+    a = infoflow.Estimate(2.0, 0.3)
+    b = infoflow.Estimate(0.5, 0.4)
+    assert float(a) == 2.0 and f"{a:.2f}" == "2.00 ± 0.30 nats"
+    diff = a - b
+    assert diff.value == 1.5 and diff.stderr == pytest.approx(0.5)
+    assert (a + 1).value == 3.0 and (2 * a).stderr == pytest.approx(0.6)
+    assert math.isclose(a, 2.0) and np.asarray(a) == 2.0
+    with pytest.raises(ValueError, match="bits"):
+        _ = a + infoflow.Estimate(1.0, 0.1, "bits")
+    assert a.to_dict() == {"value": 2.0, "stderr": 0.3, "unit": "nats"}

@@ -1,0 +1,139 @@
+"""Bad input gets a clear error naming the argument, before any compiled code runs."""
+
+import math
+
+import numpy as np
+import pytest
+
+import infoflow
+
+GOOD = np.zeros((4, 2))
+
+
+def _calls():
+    """(name, call(queries, centers, beta)) for every public entry point taking arrays."""
+    yield "log_density", lambda q, c, b: infoflow.log_density(q, c, b)
+    yield "gaussian_lse", lambda q, c, b: infoflow.gaussian_lse(q, c, b)
+    yield "mixture_entropy", lambda q, c, b: infoflow.mixture_entropy(c, b, rng=0)
+    yield "mixture_entropy_bounds", lambda q, c, b: infoflow.mixture_entropy_bounds(c, b)
+
+
+CALLS = list(_calls())
+
+
+@pytest.mark.parametrize("name, call", CALLS, ids=[n for n, _ in CALLS])
+@pytest.mark.parametrize(
+    "bad, exc, pattern",
+    [
+        ([[0.0, 1.0]], TypeError, "centers: expected a numpy.ndarray or torch.Tensor, got list"),
+        (np.zeros((4, 2), dtype=np.int64), TypeError, "centers: expected dtype float32 or float64, got int64"),
+        (np.zeros((4, 2), dtype=bool), TypeError, "centers: expected dtype float32 or float64"),
+        (np.zeros((4, 2), dtype=np.float16), TypeError, "centers: expected dtype float32 or float64"),
+        (np.zeros((4, 2), dtype=np.complex128), TypeError, "centers: expected dtype"),
+        (np.zeros(4), ValueError, r"centers: expected at least 2 dimensions.*reshape\(-1, 1\)"),
+        (np.zeros((0, 2)), ValueError, "centers: empty input"),
+        (np.zeros((4, 0)), ValueError, "centers: empty input"),
+        (np.array([[0.0, np.nan]]), ValueError, "centers: contains NaN or infinity"),
+        (np.array([[0.0, np.inf]]), ValueError, "centers: contains NaN or infinity"),
+    ],
+)
+def test_bad_centers(name, call, bad, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call(GOOD, bad, 1.0)
+
+
+@pytest.mark.parametrize("name, call", CALLS, ids=[n for n, _ in CALLS])
+@pytest.mark.parametrize(
+    "beta, exc, pattern",
+    [
+        (0.0, ValueError, "beta: must be finite and > 0"),
+        (-1.0, ValueError, "beta: must be finite and > 0"),
+        (math.nan, ValueError, "beta: must be finite and > 0"),
+        (math.inf, ValueError, "beta: must be finite and > 0"),
+        ("0.1", TypeError, "beta: expected a real number, got str"),
+        (True, TypeError, "beta: expected a real number, got bool"),
+        (None, TypeError, "beta: expected a real number"),
+    ],
+)
+def test_bad_beta(name, call, beta, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        call(GOOD, GOOD, beta)
+
+
+def test_beta_too_small_for_float32():
+    x = np.zeros((3, 2), dtype=np.float32)
+    with pytest.raises(ValueError, match="too small for float32"):
+        infoflow.log_density(x, x, 1e-25)
+    infoflow.log_density(x.astype(np.float64), x.astype(np.float64), 1e-25)  # fine in float64
+
+
+@pytest.mark.parametrize(
+    "queries, centers, exc, pattern",
+    [
+        ([[0.0]], GOOD, TypeError, "queries: expected a numpy.ndarray"),
+        (np.zeros((4, 3)), GOOD, ValueError, "same dimension d.*got 3 and 2"),
+        (np.zeros((2, 4, 2)), np.zeros((3, 4, 2)), ValueError, r"equal leading batch shapes.*\(2,\) and \(3,\)"),
+        (np.zeros((4, 2)), np.zeros((1, 4, 2)), ValueError, "equal leading batch shapes"),
+        (np.zeros((4, 2), np.float32), GOOD, TypeError, "queries has dtype float32 but centers has dtype float64"),
+        (np.zeros(2), GOOD, ValueError, "queries: expected at least 2 dimensions"),
+        (np.full((4, 2), np.nan), GOOD, ValueError, "queries: contains NaN"),
+        (np.zeros((0, 2)), GOOD, ValueError, "queries: empty input"),
+    ],
+)
+def test_bad_queries(queries, centers, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        infoflow.log_density(queries, centers, 1.0)
+
+
+def test_mixed_array_types(torch):
+    with pytest.raises(TypeError, match="queries is a torch array but centers is a numpy array"):
+        infoflow.log_density(torch.zeros(4, 2, dtype=torch.float64), GOOD, 1.0)
+    with pytest.raises(TypeError, match="expected dtype torch.float32 or torch.float64, got torch.int64"):
+        infoflow.mixture_entropy(torch.zeros(4, 2, dtype=torch.int64), 1.0)
+    with pytest.raises(TypeError, match="torch.float16"):
+        infoflow.mixture_entropy(torch.zeros(4, 2, dtype=torch.float16), 1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, pattern",
+    [
+        ({"mc_samples": 0}, ValueError, "mc_samples: must be >= 1, got 0"),
+        ({"mc_samples": -3}, ValueError, "mc_samples: must be >= 1"),
+        ({"mc_samples": 2.5}, TypeError, "mc_samples: expected an integer, got float"),
+        ({"base": 1}, ValueError, "base: must not be 1"),
+        ({"base": 0}, ValueError, "base: must be finite and > 0"),
+        ({"base": -2}, ValueError, "base: must be finite and > 0"),
+        ({"base": "e"}, TypeError, "base: expected a real number"),
+        ({"rng": "seed"}, TypeError, "rng: expected None, an int seed or a numpy.random.Generator, got str"),
+        ({"rng": np.random.RandomState(0)}, TypeError, "rng: numpy.random.RandomState is not supported"),
+        ({"rng": -1}, ValueError, "rng:"),
+        ({"num_threads": 0}, ValueError, "num_threads: must be >= 1"),
+        ({"num_threads": 1.5}, TypeError, "num_threads: expected an integer"),
+    ],
+)
+def test_bad_options(kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        infoflow.mixture_entropy(GOOD, 1.0, **kwargs)
+
+
+def test_bad_bounds_and_noise_entropy_options():
+    with pytest.raises(ValueError, match="base: must not be 1"):
+        infoflow.mixture_entropy_bounds(GOOD, 1.0, base=1.0)
+    with pytest.raises(ValueError, match="dim: must be >= 1"):
+        infoflow.noise_entropy(0, 1.0)
+    with pytest.raises(ValueError, match="beta: must be finite and > 0"):
+        infoflow.noise_entropy(2, 0.0)
+    with pytest.raises(ValueError, match="num_threads: must be >= 1"):
+        infoflow.log_density(GOOD, GOOD, 1.0, num_threads=0)
+
+
+def test_core_rejects_wrong_dtype_without_copying():
+    # The bindings take float32 and float64 only, with .noconvert(): no silent casts.
+    from infoflow import _core
+
+    with pytest.raises(TypeError):
+        _core.log_density(np.zeros((1, 2, 2), np.int32), np.zeros((1, 2, 2), np.int32), 1.0)
+    with pytest.raises(TypeError):
+        _core.log_density(np.zeros((1, 2, 2), np.float32), np.zeros((1, 2, 2), np.float64), 1.0)
+    with pytest.raises(ValueError, match="isa"):
+        _core.log_density(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), 1.0, 0, "sse9")
