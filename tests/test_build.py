@@ -42,3 +42,13 @@ def test_simd_override_selects_the_kernel(monkeypatch):
     monkeypatch.setenv("INFOFLOW_SIMD", "sse9")
     with pytest.warns(UserWarning, match="INFOFLOW_SIMD='sse9'"):
         infoflow.gaussian_lse(x, x, 0.3)
+
+
+def test_import_does_not_pull_in_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, infoflow; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

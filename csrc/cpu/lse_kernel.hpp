@@ -8,11 +8,13 @@
 //
 // Work layout.  Centres are packed once per call into groups of G = TILE_V * lanes
 // centres, stored dimension-major ([group][k][G]) so that one aligned load gives one
-// coordinate of `lanes` centres.  A task owns a block of queries; it sweeps the centres
-// in chunks that fit in L2 and, per register tile of TILE_Q queries, computes the squared
-// distances to ~256 centres by direct differences (accurate at small beta, unlike the
-// expanded ||q||^2 + ||c||^2 - 2 q.c), then folds them into each query's online
-// log-sum-exp state with one rescale per block.  No m x n buffer ever exists.
+// coordinate of `lanes` centres.  A task owns up to 64 queries.  It walks the centres in
+// blocks of ~256; for each group of a block it computes, register tile by register tile
+// (TILE_Q queries x G centres), the squared distances by direct differences (accurate at
+// small beta, unlike the expanded ||q||^2 + ||c||^2 - 2 q.c), so a group is read from L1/L2
+// once per tile however large d is.  Then each query folds the block into its online
+// log-sum-exp state with one rescale.  The task's distance buffer is 64 x 256 values;
+// no m x n buffer ever exists.
 //
 // No include guard: each ISA translation unit includes this once, inside its own namespace.
 
@@ -56,9 +58,15 @@ struct Simd<double> {
 constexpr int kTileQ = INFOFLOW_TILE_Q;
 constexpr int kTileV = INFOFLOW_TILE_V;
 constexpr std::size_t kAlign = 64;
-constexpr index_t kExpBlock = 256;            // centres per log-sum-exp rescale
-constexpr index_t kChunkBytes = 256 * 1024;   // packed centres swept per pass (L2)
+constexpr index_t kExpBlock = 256;  // centres per log-sum-exp rescale
 constexpr index_t kMaxQueriesPerTask = 64;
+
+// Exponents below -kNegligible<T> are dropped: next to the block's largest term (exactly
+// 1) they are below the smallest normal number, so even 10^9 of them change no bit.
+template <class T>
+constexpr T kNegligible = T(87);
+template <>
+constexpr double kNegligible<double> = 708.0;
 
 template <class V, class S>
 inline V splat(S s) {
@@ -174,6 +182,9 @@ inline void fold_block(const T* __restrict dist, index_t count, LseState& state,
   T block_min = vm[0];
   for (int l = 1; l < L; ++l) block_min = std::min(block_min, vm[l]);
   if (!(block_min < std::numeric_limits<T>::infinity())) return;  // all padding
+  // A block far beyond the nearest centre so far adds nothing representable: at small
+  // beta this skips the exp pass for most blocks.
+  if ((static_cast<double>(block_min) - state.dmin) * scale > kNegligible<T>) return;
   // The state's minimum came from a T value too, so this is exact in T.
   const T new_min = static_cast<T>(std::min(state.dmin, static_cast<double>(block_min)));
   const V shift = splat<V>(new_min);
@@ -198,9 +209,6 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
   const index_t groups = (p.n + G - 1) / G;
   const index_t block_groups = std::max<index_t>(1, kExpBlock / G);
   const index_t block_width = block_groups * G;
-  const index_t group_bytes = G * d * static_cast<index_t>(sizeof(T));
-  const index_t chunk_groups =
-      std::max<index_t>(1, kChunkBytes / group_bytes / block_groups) * block_groups;
   const double scale = exponent_scale(p.beta);
   const T neg_scale = static_cast<T>(-scale);
 
@@ -254,7 +262,7 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
     const bool polls = interrupt.poll != nullptr;
 #endif
     AlignedArray<T> qbuf(per_task * d);
-    AlignedArray<T> dist(kTileQ * block_width);
+    AlignedArray<T> dist(per_task * block_width);
     std::unique_ptr<LseState[]> state(new LseState[per_task]);
 
 #ifdef _OPENMP
@@ -277,28 +285,25 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
       }
       const T* batch_groups = packed.ptr + b * groups * d * G;
 
-      for (index_t c0 = 0; c0 < groups; c0 += chunk_groups) {
+      for (index_t g0 = 0; g0 < groups; g0 += block_groups) {
         if (polls && clock::now() - last_poll > std::chrono::milliseconds(50)) {
           last_poll = clock::now();
           if (interrupt.poll(interrupt.context)) cancelled.store(true);
         }
         if (cancelled.load(std::memory_order_relaxed)) break;
-        const index_t c1 = std::min(groups, c0 + chunk_groups);
-        for (index_t a0 = 0; a0 < rows_padded; a0 += kTileQ) {
-          const T* qtile = qbuf.ptr + a0 * d;
-          for (index_t g0 = c0; g0 < c1; g0 += block_groups) {
-            const index_t g1 = std::min(c1, g0 + block_groups);
-            const index_t width = (g1 - g0) * G;
-            for (index_t g = g0; g < g1; ++g)
-              distance_tile(qtile, batch_groups + g * d * G, d, dist.ptr + (g - g0) * G,
-                            block_width);
-            const index_t valid = std::min(width, p.n - g0 * G);
-            for (int a = 0; a < kTileQ; ++a) {
-              T* drow = dist.ptr + a * block_width;
-              std::fill(drow + valid, drow + width, std::numeric_limits<T>::infinity());
-              fold_block(drow, width, state[a0 + a], neg_scale, scale);
-            }
-          }
+        const index_t g1 = std::min(groups, g0 + block_groups);
+        const index_t width = (g1 - g0) * G;
+        const index_t valid = std::min(width, p.n - g0 * G);
+        for (index_t g = g0; g < g1; ++g) {
+          const T* group = batch_groups + g * d * G;
+          for (index_t a0 = 0; a0 < rows_padded; a0 += kTileQ)
+            distance_tile(qbuf.ptr + a0 * d, group, d, dist.ptr + a0 * block_width + (g - g0) * G,
+                          block_width);
+        }
+        for (index_t a = 0; a < rows_padded; ++a) {
+          T* drow = dist.ptr + a * block_width;
+          std::fill(drow + valid, drow + width, std::numeric_limits<T>::infinity());
+          fold_block(drow, width, state[a], neg_scale, scale);
         }
       }
       T* out = p.out + b * p.m + i0;

@@ -1,0 +1,247 @@
+r"""Sampling the hidden layers of a noisy network: :math:`S_\ell` given each input.
+
+The sample-propagation estimators need, for every noisy layer :math:`\ell`, samples of
+:math:`S_\ell` (the noiseless input of the layer's noise, :math:`T_\ell = S_\ell + Z_\ell`):
+one per input for the marginal :math:`P_{S_\ell}` and several per input for the
+conditionals :math:`P_{S_\ell | X = x_i}`.  :func:`sample_layers` gets both from forward
+passes of any PyTorch model that contains :class:`infoflow.nn.GaussianNoise` modules.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ._intake import make_rng, positive_int
+from .nn import named_noise_modules
+
+__all__ = ["sample_layers"]
+
+
+def _check_inputs(inputs):
+    """Validate ``inputs``: a float numpy array or tensor of shape (m, ...), m >= 1, finite."""
+    if isinstance(inputs, np.ndarray):
+        if inputs.dtype.kind != "f":
+            raise TypeError(
+                f"inputs: expected a floating-point array, got dtype {inputs.dtype}; integer and "
+                "boolean inputs are not cast silently, convert explicitly, e.g. inputs.astype(numpy.float32)"
+            )
+        if not inputs.dtype.isnative:
+            inputs = inputs.astype(inputs.dtype.newbyteorder("="))
+    elif isinstance(inputs, torch.Tensor):
+        if not inputs.is_floating_point():
+            raise TypeError(
+                f"inputs: expected a floating-point tensor, got {inputs.dtype}; integer and boolean "
+                "inputs are not cast silently, convert explicitly, e.g. inputs.float()"
+            )
+        inputs = inputs.detach()
+    else:
+        raise TypeError(f"inputs: expected a numpy.ndarray or torch.Tensor, got {type(inputs).__name__}")
+    shape = tuple(inputs.shape)
+    if len(shape) == 0:
+        raise ValueError("inputs: expected shape (m, ...) with one row per input, got a 0-d array")
+    if shape[0] == 0:
+        raise ValueError(f"inputs: no inputs (the leading dimension is 0), shape {shape}")
+    if any(s == 0 for s in shape):
+        raise ValueError(f"inputs: empty input, shape {shape}")
+    finite = bool(np.isfinite(inputs).all()) if isinstance(inputs, np.ndarray) else bool(torch.isfinite(inputs).all())
+    if not finite:
+        raise ValueError("inputs: contains NaN or infinity")
+    return inputs
+
+
+def _model_device_dtype(model: nn.Module, inputs) -> tuple[torch.device, torch.dtype]:
+    """The device of the first parameter (or buffer) and the first floating dtype among them;
+    for a model without either, the device and float dtype of the inputs."""
+    device = dtype = None
+    for tensor in (*model.parameters(), *model.buffers()):
+        if device is None:
+            device = tensor.device
+        if tensor.is_floating_point():
+            dtype = tensor.dtype
+            break
+    if device is None:
+        device = inputs.device if isinstance(inputs, torch.Tensor) else torch.device("cpu")
+    if dtype is None:
+        if isinstance(inputs, torch.Tensor) and inputs.dtype in (torch.float32, torch.float64):
+            dtype = inputs.dtype
+        elif isinstance(inputs, np.ndarray) and inputs.dtype in (np.float32, np.float64):
+            dtype = torch.float64 if inputs.dtype == np.float64 else torch.float32
+        else:
+            dtype = torch.get_default_dtype()
+    return device, dtype
+
+
+def _chunks(m: int, repeats: int, batch_size: int):
+    """(i0, i1, r0, r1): inputs i0..i1-1, repeats r0..r1-1, at most batch_size rows each."""
+    if repeats <= batch_size:
+        step = batch_size // repeats
+        for i0 in range(0, m, step):
+            yield i0, min(m, i0 + step), 0, repeats
+    else:
+        for i in range(m):
+            for r0 in range(0, repeats, batch_size):
+                yield i, i + 1, r0, min(repeats, r0 + batch_size)
+
+
+def _input_block(inputs, i0: int, i1: int, device, dtype) -> torch.Tensor:
+    block = inputs[i0:i1]
+    if isinstance(block, np.ndarray):
+        block = torch.from_numpy(np.ascontiguousarray(block))
+    return block.to(device=device, dtype=dtype)
+
+
+def sample_layers(model, inputs, *, repeats=1, batch_size=4096, rng=None) -> dict[str, np.ndarray]:
+    r"""Samples of :math:`S_\ell` at every :class:`~infoflow.nn.GaussianNoise` of a model.
+
+    For each input :math:`x_i` the model is run ``repeats`` times with all noise active;
+    at every noise module the module's *input* :math:`S_\ell` (before its own noise is
+    added) is recorded.  Layer :math:`\ell` then holds ``repeats`` independent draws from
+    :math:`P_{S_\ell | X = x_i}`: random for later layers because of the noise upstream,
+    and identical across repeats for the first noisy layer, which is a deterministic
+    function of :math:`x`.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any model containing at least one ``GaussianNoise`` module (found with
+        ``model.named_modules()``), e.g. a :class:`~infoflow.nn.NoisyMLP`.  Each noise
+        module must run at most once per forward pass, on a tensor whose first dimension
+        is the batch; its other dimensions are flattened (C order) into :math:`d_\ell`.
+        The model must live on one device.
+    inputs : numpy.ndarray or torch.Tensor, shape (m, ...)
+        The m inputs, one per row, of any floating dtype; they are cast to the dtype of the
+        model's parameters and moved to their device (a chunk at a time).  Integer or
+        boolean inputs raise TypeError rather than being cast.
+    repeats : int, keyword-only
+        R >= 1, forward passes per input (default 1: one draw of :math:`S_\ell` per input,
+        samples of the marginal :math:`P_{S_\ell}` when the inputs are the dataset).
+    batch_size : int, keyword-only
+        The most rows per forward pass (default 4096).  A chunk of k inputs is run as
+        k*R rows (each input repeated R times); when R > batch_size the repeats of one
+        input are split over several passes.  Bounds the memory on the device.
+    rng : None, int, numpy.random.Generator or numpy.random.SeedSequence, keyword-only
+        Source of the noise (SPEC 7).  A seed drawn from it seeds a ``torch.Generator``
+        on the model's device, set on every noise module for the duration of the call
+        (their own ``generator`` attributes are restored afterwards); torch's global RNG
+        is neither used nor advanced.  None gives fresh, unpredictable noise.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``{name: samples}``, one entry per noise module that ran, in the order they ran in
+        the forward pass, keyed by their name in ``model.named_modules()`` (``"noise1"``,
+        ``"noise2"``, ... for a ``NoisyMLP``).  ``samples`` has shape (m, R, d_l) and lives
+        in host memory: float64 for float64 models, float32 otherwise, in the units of
+        the layer's activations.  ``samples[i, r]`` is the r-th draw of :math:`S_\ell`
+        given ``inputs[i]``.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not an ``nn.Module``; ``inputs`` is not an array or tensor, or not
+        floating point; ``repeats``/``batch_size`` are not ints; ``rng`` has a wrong type.
+    ValueError
+        No ``GaussianNoise`` in ``model``; ``repeats`` or ``batch_size`` < 1; ``inputs``
+        empty or containing NaN/infinity; a noise module that runs more than once per
+        forward pass or whose input does not have the batch as its first dimension.
+
+    Notes
+    -----
+    Reproducibility: the same ``rng`` seed, ``batch_size`` and device give identical
+    samples.  Each forward pass draws each layer's noise for all of its rows in one call,
+    so a different ``batch_size`` (which changes the chunks) or device gives different,
+    equally distributed draws; the first noisy layer, being deterministic, agrees up to
+    floating-point rounding.
+
+    The model's ``train()``/``eval()`` mode is left as it is (``GaussianNoise`` adds
+    noise in both) and gradients are not tracked.  Modules whose ``enabled`` is False
+    add no noise but are still sampled.  Memory: the result takes m*R*sum(d_l) floats on
+    the host; the device holds one batch of at most ``batch_size`` rows at a time.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    noise_modules = named_noise_modules(model)
+    if not noise_modules:
+        raise ValueError(
+            "model: contains no infoflow.nn.GaussianNoise layers, so there is nothing to sample; "
+            "add GaussianNoise(beta) after each layer whose information you want to measure"
+        )
+    n_rep = positive_int(repeats, "repeats", allow_none=False)
+    rows_max = positive_int(batch_size, "batch_size", allow_none=False)
+    inputs = _check_inputs(inputs)
+    np_rng = make_rng(rng)
+    device, dtype = _model_device_dtype(model, inputs)
+    out_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    m = int(inputs.shape[0])
+
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(np_rng.integers(0, 2**63 - 1)))
+
+    captured: list[tuple[str, torch.Tensor]] = []
+
+    def make_hook(name: str):
+        def hook(module, args, kwargs, output):
+            s = args[0] if args else kwargs["x"]
+            # Copy to the host at once: nothing later in the pass can alter the record.
+            captured.append((name, s.detach().to(device="cpu", dtype=out_dtype, copy=True)))
+
+        return hook
+
+    results: dict[str, np.ndarray] = {}
+    saved_generators = [(module, module.generator) for _, module in noise_modules]
+    handles = []
+    try:
+        for name, module in noise_modules:
+            handles.append(module.register_forward_hook(make_hook(name), with_kwargs=True))
+            module.generator = generator
+        with torch.no_grad():
+            for i0, i1, r0, r1 in _chunks(m, n_rep, rows_max):
+                k, r = i1 - i0, r1 - r0
+                batch = _input_block(inputs, i0, i1, device, dtype).repeat_interleave(r, dim=0)
+                captured.clear()
+                model(batch)
+                _store(captured, results, m, n_rep, k * r, (i0, i1, r0, r1))
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, previous in saved_generators:
+            module.generator = previous
+    return results
+
+
+def _store(captured, results, m, n_rep, rows, chunk) -> None:
+    """Check one forward pass's records and copy them into the (m, R, d) result arrays."""
+    i0, i1, r0, r1 = chunk
+    first = not results
+    names = [name for name, _ in captured]
+    if not names:
+        raise ValueError("model: none of its GaussianNoise modules ran in the forward pass")
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(
+            f"model: the GaussianNoise module(s) {repeated} ran more than once in one forward pass; "
+            "use a separate GaussianNoise instance for each noisy layer"
+        )
+    if not first and set(names) != set(results):
+        raise ValueError(
+            "model: different GaussianNoise modules ran in different forward passes "
+            f"({sorted(results)} then {sorted(names)}); sample_layers needs a fixed computation"
+        )
+    for name, s in captured:
+        if s.ndim == 0 or s.shape[0] != rows:
+            raise ValueError(
+                f"model: the input of GaussianNoise {name!r} has shape {tuple(s.shape)}, but the forward "
+                f"batch has {rows} rows; sample_layers needs the batch as the first dimension"
+            )
+        flat = s.reshape(rows, -1).numpy()
+        if first:
+            results[name] = np.empty((m, n_rep, flat.shape[1]), dtype=flat.dtype)
+        target = results[name]
+        if flat.shape[1] != target.shape[2]:
+            raise ValueError(
+                f"model: GaussianNoise {name!r} got {flat.shape[1]} features per row, earlier {target.shape[2]}"
+            )
+        target[i0:i1, r0:r1] = flat.reshape(i1 - i0, r1 - r0, -1)
+
