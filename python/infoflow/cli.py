@@ -1,4 +1,4 @@
-"""Command line: ``infoflow entropy FILE --beta B`` and ``infoflow info``."""
+"""Command line: ``infoflow entropy FILE --beta B``, ``infoflow reproduce NAME`` and ``infoflow info``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 from . import _backend
 from .entropy import default_mc_samples, mixture_entropy, mixture_entropy_bounds, noise_entropy
 from ._intake import log_of_base, unit_name
+from .experiments import EXPERIMENTS
 
 
 def demo_samples() -> tuple[np.ndarray, str]:
@@ -95,7 +96,19 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _reproduce(args: argparse.Namespace) -> int:
+    experiment = EXPERIMENTS[args.experiment]
+    out = args.out or f"infoflow-{args.experiment}"
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "experiment", "out", "run")}
+    experiment.run(out, **options)
+    print(f"infoflow reproduce {args.experiment}: results in {Path(out).resolve()}")
+    return 0
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; an experiment's own options are added only when it is the one named
+    in ``argv`` (adding them imports the experiment, and with it torch and matplotlib)."""
+    argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="infoflow", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -114,13 +127,26 @@ def build_parser() -> argparse.ArgumentParser:
     entropy.add_argument("--json", action="store_true", help="print the result as JSON")
     entropy.set_defaults(run=_entropy)
 
+    reproduce = commands.add_parser(
+        "reproduce", help="run an experiment of Goldfeld et al. (ICML 2019): CSV/JSON data and PNG figures",
+        description="Reproduce an experiment; results go to --out (default ./infoflow-NAME). "
+                    "Ctrl-C stops it and keeps what is done.")
+    names = reproduce.add_subparsers(dest="experiment", required=True, metavar="NAME")
+    selected = argv[1] if len(argv) > 1 and argv[0] == "reproduce" else None
+    for name, experiment in EXPERIMENTS.items():
+        sub = names.add_parser(name, help=experiment.summary, description=experiment.summary)
+        sub.add_argument("--out", default=None, help=f"output folder (default: ./infoflow-{name})")
+        if name == selected:
+            experiment.add_arguments(sub)
+    reproduce.set_defaults(run=_reproduce)
+
     info = commands.add_parser("info", help="how infoflow was built (compiler, OpenMP, SIMD, CUDA)")
     info.set_defaults(run=_info)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command == "entropy" and args.beta is None:
         if not args.demo:
