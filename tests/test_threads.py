@@ -122,3 +122,16 @@ def test_torch_and_infoflow_openmp_runtimes_coexist(torch, order):
                             text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout.strip().splitlines()[-1]) <= 1e-12
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_few_queries_split_the_centres_across_threads(isa, rng, dtype):
+    # One or two queries against many centres: the kernel splits the centres into
+    # segments (one per thread or more) and merges the partial log-sum-exp states.
+    c = rng.uniform(-1, 1, (20000, 5)).astype(dtype)
+    for m in (1, 2):
+        q = rng.uniform(-1, 1, (m, 5)).astype(dtype)
+        expected = lse_reference(q, c, 0.05)
+        for threads in (1, 2, 3, 8):
+            got = infoflow.gaussian_lse(q, c, 0.05, num_threads=threads)
+            assert relative_error(got, expected) <= (2e-5 if dtype == np.float32 else 1e-12)

@@ -246,7 +246,14 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
   per_task = std::min<index_t>(per_task, p.m);
   per_task = (per_task + kTileQ - 1) / kTileQ * kTileQ;
   const index_t tasks_per_batch = (p.m + per_task - 1) / per_task;
-  const index_t tasks = p.batch * tasks_per_batch;
+  const index_t query_tasks = p.batch * tasks_per_batch;
+  // Too few query blocks to occupy the threads (a few queries against many centres):
+  // split the centres into segments as well and merge the partial states at the end.
+  const index_t blocks = (groups + block_groups - 1) / block_groups;
+  const index_t segments =
+      std::min(blocks, std::max<index_t>(1, want_tasks / std::max<index_t>(query_tasks, 1)));
+  const index_t tasks = query_tasks * segments;
+  std::unique_ptr<LseState[]> partial(segments > 1 ? new LseState[tasks * per_task] : nullptr);
 
   std::atomic<bool> cancelled{false};
   using clock = std::chrono::steady_clock;
@@ -270,8 +277,11 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
 #endif
     for (index_t task = 0; task < tasks; ++task) {
       if (cancelled.load(std::memory_order_relaxed)) continue;
-      const index_t b = task / tasks_per_batch;
-      const index_t i0 = (task % tasks_per_batch) * per_task;
+      const index_t query_task = task / segments, segment = task % segments;
+      const index_t b = query_task / tasks_per_batch;
+      const index_t i0 = (query_task % tasks_per_batch) * per_task;
+      const index_t first_group = segment * blocks / segments * block_groups;
+      const index_t end_group = std::min(groups, (segment + 1) * blocks / segments * block_groups);
       const index_t rows = std::min(per_task, p.m - i0);
       const index_t rows_padded = (rows + kTileQ - 1) / kTileQ * kTileQ;
       for (index_t a = 0; a < rows_padded; ++a) {
@@ -285,13 +295,13 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
       }
       const T* batch_groups = packed.ptr + b * groups * d * G;
 
-      for (index_t g0 = 0; g0 < groups; g0 += block_groups) {
+      for (index_t g0 = first_group; g0 < end_group; g0 += block_groups) {
         if (polls && clock::now() - last_poll > std::chrono::milliseconds(50)) {
           last_poll = clock::now();
           if (interrupt.poll(interrupt.context)) cancelled.store(true);
         }
         if (cancelled.load(std::memory_order_relaxed)) break;
-        const index_t g1 = std::min(groups, g0 + block_groups);
+        const index_t g1 = std::min(end_group, g0 + block_groups);
         const index_t width = (g1 - g0) * G;
         const index_t valid = std::min(width, p.n - g0 * G);
         for (index_t g = g0; g < g1; ++g) {
@@ -306,11 +316,30 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
           fold_block(drow, width, state[a], neg_scale, scale);
         }
       }
-      T* out = p.out + b * p.m + i0;
-      for (index_t a = 0; a < rows; ++a) out[a] = static_cast<T>(lse_result(state[a], scale));
+      if (segments > 1) {
+        std::copy(state.get(), state.get() + rows, partial.get() + task * per_task);
+      } else {
+        T* out = p.out + b * p.m + i0;
+        for (index_t a = 0; a < rows; ++a) out[a] = static_cast<T>(lse_result(state[a], scale));
+      }
     }
   }
-  return !cancelled.load();
+  if (cancelled.load()) return false;
+  if (segments > 1) {
+    for (index_t query_task = 0; query_task < query_tasks; ++query_task) {
+      const index_t b = query_task / tasks_per_batch;
+      const index_t i0 = (query_task % tasks_per_batch) * per_task;
+      const index_t rows = std::min(per_task, p.m - i0);
+      const LseState* parts = partial.get() + query_task * segments * per_task;
+      for (index_t a = 0; a < rows; ++a) {
+        LseState merged = parts[a];
+        for (index_t segment = 1; segment < segments; ++segment)
+          lse_merge(merged, parts[segment * per_task + a], scale);
+        p.out[b * p.m + i0 + a] = static_cast<T>(lse_result(merged, scale));
+      }
+    }
+  }
+  return true;
 }
 
 }  // namespace
