@@ -213,14 +213,17 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
   const T neg_scale = static_cast<T>(-scale);
 
 #ifdef _OPENMP
-  const int threads = p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
+  // Waking a thread team costs microseconds on a quiet machine and a scheduler tick
+  // (~milliseconds) on a busy one: small problems (under ~1 ms of work) run serially.
+  const bool small = static_cast<double>(p.batch) * p.m * p.n * (d + 8) < 1e7;
+  const int threads = small ? 1 : p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
 #endif
 
   // Pack the centres: [batch][group][k][G], zero-padded past n.
   AlignedArray<T> packed(p.batch * groups * d * G);
   const index_t pack_items = p.batch * groups;
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
 #endif
   for (index_t item = 0; item < pack_items; ++item) {
     const index_t b = item / groups, g = item % groups;
@@ -260,7 +263,7 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
   auto last_poll = clock::now();
 
 #ifdef _OPENMP
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
   {
 #ifdef _OPENMP
