@@ -1,23 +1,70 @@
 """Shared data, reference values and checks for the benchmark suite.
 
 Run explicitly (``testpaths`` in pyproject.toml only names ``tests``, so a bare
-``python -m pytest`` never collects this directory)::
+``python -m pytest`` never collects this directory).  Three suites, each with its
+own JSON file (``--benchmark-json`` does not create directories, hence the mkdir)::
 
-    python -m pytest bench/ --benchmark-only --benchmark-json=bench-results.json
-    python bench/report.py bench-results.json
+    mkdir -p bench/results
+    # headline: m = n = 20000, d = 2, 10, 100, float32 (test_bench_log_density.py)
+    python -m pytest bench/ --benchmark-only --benchmark-json=bench/results/headline.json
+    # grid: n = 1e3..1e5, d = 1..784, float32 and float64 (test_bench_grid.py)
+    python -m pytest bench/ --benchmark-only -m grid --benchmark-json=bench/results/grid.json
+    # one epoch of the 12-bit experiment's I(X;T) estimates (test_bench_end_to_end.py)
+    python -m pytest bench/ --benchmark-only -m end_to_end \\
+        --benchmark-json=bench/results/end_to_end.json
+    # scaling facts: n, d, threads, dtype, memory, machine limit (a script)
+    python bench/scaling.py
+    python bench/render.py --headline bench/results/headline.json --grid bench/results/grid.json \\
+        --end-to-end bench/results/end_to_end.json --scaling bench/results/scaling.json
 
-``INFOFLOW_BENCH_SIZE`` (default 20000) sets m = n, for a quick smoke run.
+The grid and end-to-end suites are long, so they are deselected unless their
+marker or name appears in ``-m`` or ``-k``; a plain run is the headline suite
+alone, as before.  ``INFOFLOW_BENCH_SIZE`` (default 20000) sets the headline's
+m = n, for a quick smoke run; the other suites have their own variables.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
+import budget
 import peers
+
+#: Long suites, selected only on request: marker name -> description.
+OPT_IN_SUITES = {
+    "grid": "grid benchmark over n, d and dtype (test_bench_grid.py); select with -m grid",
+    "end_to_end": "one epoch of the 12-bit experiment's estimates (test_bench_end_to_end.py); "
+    "select with -m end_to_end",
+}
+
+
+def pytest_configure(config):
+    """Register the suite markers (the project runs pytest with ``--strict-markers``)."""
+    for name, text in OPT_IN_SUITES.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect the opt-in suites unless ``-m`` or ``-k`` names them.
+
+    Keeps ``python -m pytest bench/ --benchmark-only`` what it always was (the
+    headline suite, minutes) instead of silently starting an hour-long grid.
+    """
+    asked = f"{config.option.markexpr or ''} {config.option.keyword or ''}"
+    # "end_to_end" contains "end"; match the marker names as whole words only.
+    words = set(asked.replace("(", " ").replace(")", " ").split())
+    keep, drop = [], []
+    for item in items:
+        suites = [s for s in OPT_IN_SUITES if item.get_closest_marker(s) is not None]
+        (drop if suites and not words.intersection(suites) else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 SIZE = int(os.environ.get("INFOFLOW_BENCH_SIZE", "20000"))
 DIMS = (2, 10, 100)
@@ -161,6 +208,38 @@ def _cpu_model():
     # widest SIMD level is what the kernels' speed depends on.
     isa = next((x for x in ("avx512f", "avx2", "sse4_2") if x in flags), None)
     return f"{model} ({isa})" if model and isa else model
+
+
+def invocation(config):
+    """The command line that ran this session, with the environment variables that shape it.
+
+    Parameters
+    ----------
+    config : pytest.Config
+
+    Returns
+    -------
+    str
+        E.g. ``INFOFLOW_BENCH_GRID_N=1000 python -m pytest bench/ -m grid ...``,
+        for the README and reports ("the exact commands that produced them").
+    """
+    env = " ".join(
+        f"{k}={shlex.quote(v)}"
+        for k, v in sorted(os.environ.items())
+        if k.startswith("INFOFLOW_") or k == "OMP_NUM_THREADS"
+    )
+    args = shlex.join(str(a) for a in config.invocation_params.args)
+    return f"{env + ' ' if env else ''}python -m pytest {args}"
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    """Add the command line and the budget rule's skipped cells to the JSON.
+
+    A skipped cell has no timing, so pytest-benchmark would leave it out; it is
+    listed under ``"skipped"`` with its estimate instead, for ``render.py``.
+    """
+    output_json["command"] = invocation(config)
+    output_json["skipped"] = list(budget.SKIPPED)
 
 
 def pytest_benchmark_update_machine_info(config, machine_info):
