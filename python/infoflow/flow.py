@@ -1,0 +1,827 @@
+r"""Information flow through a noisy network: :math:`I(X;T_\ell)` and :math:`I(Y;T_\ell)` per layer.
+
+:func:`information_flow` measures one trained (or untrained) model: it samples every
+:class:`~infoflow.nn.GaussianNoise` layer with :func:`~infoflow.sampling.sample_layers`
+and estimates both mutual informations with the sample-propagation estimators
+:func:`~infoflow.mutual_information.mi_xt` and :func:`~infoflow.mutual_information.mi_yt`.
+:class:`InformationPlane` calls it at chosen epochs of a training loop and keeps the
+history, which :func:`plot_information_plane` draws.
+
+X is uniform over the m given inputs and Y their labels, so every value lies between 0
+and :math:`\ln m` (for I(X;T)) or :math:`H(Y)` (for I(Y;T)), up to estimation error.
+Results are in nats unless ``base=`` says otherwise.
+
+This module imports torch (through :mod:`infoflow.sampling`); ``import infoflow`` does not.
+
+References
+----------
+Z. Goldfeld, E. van den Berg, K. Greenewald, I. Melnyk, N. Nguyen, B. Kingsbury and
+Y. Polyanskiy, "Estimating Information Flow in Deep Neural Networks", ICML 2019.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import numbers
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._intake import log_of_base, make_rng, positive_int, unit_name
+from .experiments._io import new_figure, save_figure, write_csv, write_json
+from .mutual_information import mi_xt, mi_yt
+from .nn import named_noise_modules
+from .sampling import sample_layers
+
+__all__ = [
+    "LayerInformation",
+    "InformationFlow",
+    "information_flow",
+    "InformationPlane",
+    "log_spaced_epochs",
+    "plot_information_plane",
+    "HISTORY_FIELDS",
+]
+
+#: The columns of :attr:`InformationPlane.history`, in order.
+HISTORY_FIELDS = ("epoch", "layer", "width", "ixt", "ixt_stderr", "iyt", "iyt_stderr", "unit")
+
+# Relative tolerance when comparing an explicit beta with the modules' beta: a beta that
+# went through float32 or a text file should still count as the same noise level.
+_BETA_RTOL = 1e-6
+
+
+# ---------------------------------------------------------------------------------------
+# Result types
+# ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LayerInformation:
+    """The two mutual informations of one noisy layer.
+
+    Attributes
+    ----------
+    name : str
+        The noise module's name in ``model.named_modules()`` (``"noise1"``, ...).
+    width : int
+        :math:`d_\\ell`, the number of units of the layer.
+    ixt, ixt_stderr : float
+        :math:`I(X;T_\\ell)` and its Monte Carlo standard error, in ``unit``.
+    iyt, iyt_stderr : float
+        :math:`I(Y;T_\\ell)` and its Monte Carlo standard error, in ``unit``.
+    unit : str
+        ``"nats"`` (default), ``"bits"``, ...
+    """
+
+    name: str
+    width: int
+    ixt: float
+    ixt_stderr: float
+    iyt: float
+    iyt_stderr: float
+    unit: str = "nats"
+
+    def to_dict(self) -> dict:
+        """The fields as a plain dict."""
+        return asdict(self)
+
+
+class InformationFlow(Sequence):
+    """Per-layer results of :func:`information_flow`, in forward order.
+
+    A sequence of :class:`LayerInformation` (iterate, ``len``, index by position), also
+    indexable by layer name (``flow["noise3"]``).
+
+    Attributes
+    ----------
+    layers : tuple of LayerInformation
+        One row per noisy layer.
+    beta : float
+        The noise standard deviation the estimates are for (activation units).
+    repeats : int
+        R, forward passes per input used for the conditional distributions.
+    n_inputs : int
+        m, the number of inputs X is uniform over (I(X;T) <= ln m).
+    unit : str
+        Unit of every value.
+    """
+
+    def __init__(self, layers: Iterable[LayerInformation], *, beta: float, repeats: int,
+                 n_inputs: int, unit: str = "nats"):
+        self.layers = tuple(layers)
+        self.beta = float(beta)
+        self.repeats = int(repeats)
+        self.n_inputs = int(n_inputs)
+        self.unit = unit
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            for layer in self.layers:
+                if layer.name == key:
+                    return layer
+            raise KeyError(f"no layer named {key!r}; layers: {[layer.name for layer in self.layers]}")
+        return self.layers[key]
+
+    def __iter__(self) -> Iterator[LayerInformation]:
+        return iter(self.layers)
+
+    def __repr__(self) -> str:
+        return (f"InformationFlow({len(self.layers)} layers, beta={self.beta:g}, "
+                f"repeats={self.repeats}, n_inputs={self.n_inputs}, unit={self.unit!r})")
+
+    def __str__(self) -> str:
+        header = (f"Information flow over m = {self.n_inputs} inputs, R = {self.repeats} repeats, "
+                  f"beta = {self.beta:g} (values in {self.unit}, ± 1 Monte Carlo standard error)")
+        lines = [header, f"{'layer':<12}{'width':>6}   {'I(X;T)':>18}   {'I(Y;T)':>18}"]
+        for row in self.layers:
+            ixt = f"{row.ixt:.4f} ± {row.ixt_stderr:.4f}"
+            iyt = f"{row.iyt:.4f} ± {row.iyt_stderr:.4f}"
+            lines.append(f"{row.name:<12}{row.width:>6}   {ixt:>18}   {iyt:>18}")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: the metadata and ``"layers"``, a list of row dicts."""
+        return {
+            "beta": self.beta,
+            "repeats": self.repeats,
+            "n_inputs": self.n_inputs,
+            "unit": self.unit,
+            "layers": [layer.to_dict() for layer in self.layers],
+        }
+
+    def to_csv(self, path: str | os.PathLike) -> Path:
+        """Write one row per layer (the :class:`LayerInformation` fields) to ``path``."""
+        return write_csv(path, [layer.to_dict() for layer in self.layers])
+
+    def to_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_dict` to ``path`` as JSON."""
+        return write_json(path, self.to_dict())
+
+
+# ---------------------------------------------------------------------------------------
+# information_flow
+# ---------------------------------------------------------------------------------------
+
+def _noise_beta(model, beta) -> float:
+    """The noise std the estimates are for: the modules' common beta, checked against ``beta``."""
+    modules = named_noise_modules(model)
+    if not modules:
+        raise ValueError(
+            "model: contains no infoflow.nn.GaussianNoise layers, so I(X;T) is not defined "
+            "(infinite or H(X) for a deterministic net); add GaussianNoise(beta) after each "
+            "layer to measure, or use infoflow.binning for deterministic nets"
+        )
+    disabled = [name or "<model>" for name, module in modules if not module.enabled]
+    if disabled:
+        # A disabled module adds no noise, so the channel X -> T is not the one estimated.
+        raise ValueError(
+            f"model: GaussianNoise layer(s) {disabled} are disabled (enabled=False), so the "
+            "network is not the noisy channel being estimated; enable them first"
+        )
+    betas = {module.beta for _, module in modules}
+    if len(betas) > 1:
+        per_layer = {name or "<model>": module.beta for name, module in modules}
+        raise ValueError(
+            f"model: the GaussianNoise layers have different beta {per_layer}; information_flow "
+            "needs one noise level for all layers"
+        )
+    model_beta = betas.pop()
+    if beta is None:
+        return model_beta
+    if isinstance(beta, (bool, np.bool_)) or not isinstance(beta, numbers.Real):
+        raise TypeError(f"beta: expected None or a real number, got {type(beta).__name__}")
+    if not math.isclose(float(beta), model_beta, rel_tol=_BETA_RTOL):
+        raise ValueError(
+            f"beta: {float(beta)!r} differs from the noise of the model's GaussianNoise layers "
+            f"({model_beta!r}); the estimates are only meaningful for the noise the network "
+            "actually adds. Pass beta=None, or set the layers' .beta to study another noise level"
+        )
+    return model_beta
+
+
+def _n_inputs(x) -> int:
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        raise TypeError(f"x: expected a numpy.ndarray or torch.Tensor, got {type(x).__name__}")
+    if len(shape) == 0:
+        raise ValueError("x: expected shape (m, ...) with one row per input, got a 0-d array")
+    return int(shape[0])
+
+
+def _check_labels(y, m: int) -> np.ndarray:
+    """Integer labels of shape (m,) as a host numpy array (errors name ``y``)."""
+    if isinstance(y, np.ndarray):
+        values = y
+    elif type(y).__module__.startswith("torch") and hasattr(y, "detach"):
+        values = y.detach().cpu().numpy()
+    else:
+        raise TypeError(f"y: expected a numpy.ndarray or torch.Tensor of labels, got {type(y).__name__}")
+    if values.dtype.kind not in "iub":
+        raise TypeError(
+            f"y: expected integer class labels, got dtype {values.dtype}; convert explicitly, "
+            "e.g. y.astype(numpy.int64)"
+        )
+    if values.ndim != 1:
+        raise ValueError(f"y: expected shape ({m},), one label per input, got shape {values.shape}")
+    if values.shape[0] != m:
+        raise ValueError(f"y: has {values.shape[0]} labels but x has {m} inputs; they must match")
+    return values
+
+
+def _eval_mode(model):
+    """Put ``model`` in eval mode; return a function restoring every submodule's mode."""
+    previous = [(module, module.training) for module in model.modules()]
+    model.eval()
+
+    def restore() -> None:
+        for module, training in previous:
+            module.training = training
+
+    return restore
+
+
+# Repeats that agree to within this fraction of beta count as one point: the first noisy
+# layer is deterministic given X, but a batched matrix product need not give bit-identical
+# rows for repeated inputs (differences of a few float32 ulps).  Merging centres that are
+# delta apart changes the entropy by O((delta / beta)^2), about 1e-6 nats here.
+_DETERMINISTIC_RTOL = 1e-3
+
+
+def _collapse_deterministic(samples: np.ndarray, beta: float) -> np.ndarray:
+    """``samples[:, :1]`` when every input's R samples agree to 1e-3 beta, else ``samples``.
+
+    A layer with no noise upstream (the first noisy layer) is a deterministic function of
+    X: its R repeats are copies.  Keeping one makes h(T | X = x) = h_Z exact instead of a
+    Monte Carlo estimate, and makes h(T) R times cheaper for the same mixture.
+    """
+    if samples.shape[1] > 1:
+        spread = np.max(np.abs(samples - samples[:, :1]))
+        if spread <= _DETERMINISTIC_RTOL * beta:
+            return samples[:, :1]
+    return samples
+
+
+def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, max_centers=None,
+                     batch_size=4096, base=None, rng=None, num_threads=None,
+                     progress=False) -> InformationFlow:
+    r""":math:`I(X;T_\ell)` and :math:`I(Y;T_\ell)` for every noisy layer of a model.
+
+    X is uniform over the m rows of ``x`` and Y is their label.  Every
+    :class:`~infoflow.nn.GaussianNoise` module of ``model`` defines a layer
+    :math:`T_\ell = S_\ell + Z_\ell`; its samples come from
+    :func:`~infoflow.sampling.sample_layers` (R forward passes per input, all noise on),
+    and the two mutual informations from :func:`~infoflow.mutual_information.mi_xt` and
+    :func:`~infoflow.mutual_information.mi_yt` (sample-propagation estimators).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model with at least one enabled ``GaussianNoise`` module, all with the same
+        ``beta`` (e.g. a :class:`~infoflow.nn.NoisyMLP`).  It is run in ``eval()`` mode
+        (each submodule's mode is restored afterwards), so that dropout or batch norm
+        behave as at test time; ``GaussianNoise`` adds its noise in both modes.
+    x : numpy.ndarray or torch.Tensor, shape (m, ...)
+        The inputs, floating point (see ``sample_layers``).  Use the whole dataset: X is
+        uniform over these rows, so I(X;T) <= ln m.
+    y : numpy.ndarray or torch.Tensor of integers, shape (m,)
+        The label of each input.
+    beta : float, optional
+        Noise standard deviation, in activation units.  None (default) reads it from the
+        model's ``GaussianNoise`` modules.  An explicit value must equal theirs (relative
+        tolerance 1e-6): the estimators assume that the noise in :math:`T = S + Z` is the
+        noise the network adds and propagates, so estimating with another beta would
+        mix two channels.  To study another noise level, set the modules' ``beta``.
+    repeats : int, keyword-only
+        R >= 1, samples of :math:`S_\ell` per input for the conditional entropies
+        :math:`h(T_\ell | X = x_i)` (default 8).  More repeats reduce the (downward)
+        plug-in bias of the conditional entropies, which biases I(X;T) upward in layers
+        after the first; the cost of h(T) grows as (m R)^2 * K.
+    mc_samples : int, optional
+        K, Monte Carlo draws per mixture centre (default: about 65536 queries per
+        entropy, see ``mi_xt``).
+    max_centers : int, optional
+        Estimate h(T) (and each class's entropy for I(Y;T)) from a random subset of at
+        most this many of the m R samples (default: all).  Faster, but a subset of a
+        well-separated mixture has a lower entropy, a bias that ``stderr`` does not include.
+    batch_size : int, keyword-only
+        The most rows per forward pass while sampling (default 4096).
+    base : float, optional
+        Logarithm base of the results: None (default) for nats, 2 for bits.
+    rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
+        The one source of randomness (SPEC 7): it seeds the network's noise during
+        sampling and then drives every estimator call, in layer order.  The same seed
+        reproduces the result exactly.
+    num_threads : int, optional
+        CPU threads for the estimation kernels (default: all).
+    progress : bool
+        Show a tqdm progress bar over the layers.
+
+    Returns
+    -------
+    InformationFlow
+        One :class:`LayerInformation` per noisy layer, in forward order, with values and
+        Monte Carlo standard errors in nats (or ``base`` units).
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a ``torch.nn.Module``; ``x`` or ``y`` of a wrong type or dtype;
+        ``beta`` not a real number.
+    ValueError
+        The model has no ``GaussianNoise`` layer, a disabled one, or layers with
+        different beta; an explicit ``beta`` differs from the model's; ``y`` does not
+        have one label per row of ``x``; or any error of ``sample_layers``, ``mi_xt``
+        and ``mi_yt`` (each names its argument).
+
+    Notes
+    -----
+    A layer whose R samples agree for every input to within 1e-3 beta (no noise
+    upstream, e.g. the first noisy layer, equal up to floating-point rounding) is
+    deterministic given X; it is estimated from one sample per input, so that :math:`h(T|X=x) = h_Z = \frac d2 \ln(2\pi e\beta^2)` exactly.  The
+    standard errors are Monte Carlo errors only; the plug-in error of finite samples
+    (in m R for h(T), in R for the conditionals) is not included.
+
+    Examples
+    --------
+    >>> from infoflow.datasets import szt
+    >>> from infoflow.nn import NoisyMLP
+    >>> x, y = szt()
+    >>> flow = information_flow(NoisyMLP([12, 10, 7, 5, 4, 3, 2]), x, y, rng=0)  # doctest: +SKIP
+    >>> print(flow)  # doctest: +SKIP
+    Information flow over m = 4096 inputs, R = 8 repeats, beta = 0.005 (values in nats, ...)
+    layer        width               I(X;T)               I(Y;T)
+    noise1          10      8.3135 ± 0.0087      0.7079 ± 0.0124
+    ...
+    """
+    import torch.nn as nn
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    beta = _noise_beta(model, beta)
+    m = _n_inputs(x)
+    labels = _check_labels(y, m)
+    n_rep = positive_int(repeats, "repeats", allow_none=False)
+    # Validate the estimator options now, before the sampling pass spends any time.
+    positive_int(mc_samples, "mc_samples")
+    positive_int(max_centers, "max_centers")
+    positive_int(num_threads, "num_threads")
+    log_of_base(base)
+    generator = make_rng(rng)
+
+    restore = _eval_mode(model)
+    try:
+        samples = sample_layers(model, x, repeats=n_rep, batch_size=batch_size, rng=generator)
+    finally:
+        restore()
+
+    options = dict(mc_samples=mc_samples, max_centers=max_centers, base=base, rng=generator,
+                   num_threads=num_threads)
+    items = samples.items()
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, total=len(samples), desc="information flow", unit="layer")
+    rows = []
+    for name, layer_samples in items:
+        s = _collapse_deterministic(layer_samples, beta)
+        ixt = mi_xt(s, beta, **options)
+        iyt = mi_yt(s, labels, beta, **options)
+        rows.append(LayerInformation(name, int(s.shape[2]), float(ixt.value), float(ixt.stderr),
+                                     float(iyt.value), float(iyt.stderr), ixt.unit))
+    return InformationFlow(rows, beta=beta, repeats=n_rep, n_inputs=m, unit=unit_name(base))
+
+
+# ---------------------------------------------------------------------------------------
+# Schedules
+# ---------------------------------------------------------------------------------------
+
+def _non_negative_int(value, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name}: must be >= 0, got {value}")
+    return int(value)
+
+
+def log_spaced_epochs(max_epoch: int, n_points: int = 20) -> list[int]:
+    """``n_points`` distinct integer epochs from 0 to ``max_epoch``, log-spaced.
+
+    Always contains 0 (the initial weights) and ``max_epoch``, and 1 when there are at
+    least 3 points.  Epochs after 1 follow
+    a geometric progression; where it would repeat an integer (at the start), the next
+    epoch is the previous one plus 1 and the ratio is recomputed for the points left, so
+    the result has exactly ``n_points`` entries.
+
+    Parameters
+    ----------
+    max_epoch : int
+        The last epoch, >= 0.
+    n_points : int
+        The number of epochs, >= 2 (>= 1 when ``max_epoch`` is 0).  When it exceeds
+        ``max_epoch + 1``, every epoch 0..max_epoch is returned.
+
+    Returns
+    -------
+    list of int
+        Sorted, distinct epochs.
+
+    Examples
+    --------
+    >>> log_spaced_epochs(10000, 6)
+    [0, 1, 10, 100, 1000, 10000]
+    >>> log_spaced_epochs(3, 10)
+    [0, 1, 2, 3]
+    """
+    max_epoch = _non_negative_int(max_epoch, "max_epoch")
+    n_points = positive_int(n_points, "n_points", allow_none=False)
+    if max_epoch == 0:
+        return [0]
+    if n_points < 2:
+        raise ValueError(f"n_points: must be >= 2 to include epoch 0 and max_epoch={max_epoch}, got {n_points}")
+    if n_points >= max_epoch + 1:
+        return list(range(max_epoch + 1))
+    if n_points == 2:
+        return [0, max_epoch]
+    epochs = [0, 1]
+    for left in range(n_points - 2, 0, -1):  # `left` points still to place in (current, max]
+        current = epochs[-1]
+        ratio = (max_epoch / current) ** (1.0 / left)
+        # Ties (integers that round to the current one) step by one; never pass the end
+        # before the last point, so there is room for every remaining epoch.
+        step = max(current + 1, int(round(current * ratio)))
+        epochs.append(min(step, max_epoch - left + 1))
+    return epochs
+
+
+def _explicit_epochs(epochs) -> list[int]:
+    if isinstance(epochs, (str, bytes)) or not isinstance(epochs, Iterable):
+        raise TypeError(f"epochs: expected a sequence of ints, got {type(epochs).__name__}")
+    values = [_non_negative_int(e, f"epochs[{i}]") for i, e in enumerate(epochs)]
+    if not values:
+        raise ValueError("epochs: empty schedule")
+    return sorted(set(values))
+
+
+# ---------------------------------------------------------------------------------------
+# InformationPlane
+# ---------------------------------------------------------------------------------------
+
+def _label_entropy(labels: np.ndarray) -> float:
+    """H(Y) in nats of the empirical label distribution."""
+    _, counts = np.unique(labels, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+class InformationPlane:
+    """Records :func:`information_flow` at chosen epochs of a training loop.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model being trained; measured in place at each recorded epoch (see
+        :func:`information_flow` for the requirements).
+    x, y : arrays
+        The inputs and integer labels over which X and Y are uniform (use the whole
+        dataset, not only the training split).
+    beta : float, optional
+        Must equal the model's noise std if given (default: read from the model).
+    epochs : sequence of int, optional
+        Explicit epochs to record (sorted and deduplicated).  Exclusive with
+        ``max_epoch``.
+    max_epoch : int, optional
+        Record ``n_points`` log-spaced epochs from 0 to ``max_epoch``
+        (:func:`log_spaced_epochs`).  Epoch 0 means the initial weights and epoch e the
+        weights after e epochs of training.
+    n_points : int
+        Number of epochs of the default schedule (default 20).
+    repeats, mc_samples, max_centers, num_threads : optional
+        Passed to :func:`information_flow` (R default 8).
+    rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
+        One generator for all records: the same seed and the same sequence of records
+        give the same history.
+    progress : bool
+        Passed to :func:`information_flow`.
+
+    Attributes
+    ----------
+    schedule : list of int
+        The epochs that :meth:`due` answers True for (until recorded).
+    history : list of dict
+        One row per recorded (epoch, layer): the keys of ``HISTORY_FIELDS``
+        (``epoch, layer, width, ixt, ixt_stderr, iyt, iyt_stderr, unit``).
+    n_inputs : int
+        m; I(X;T) <= ln m.
+    label_entropy : float
+        H(Y) in nats, the upper bound of I(Y;T).
+
+    Examples
+    --------
+    >>> plane = InformationPlane(net, x, y, max_epoch=1000, rng=0)  # doctest: +SKIP
+    >>> for epoch in range(1001):  # doctest: +SKIP
+    ...     plane.maybe_record(epoch)
+    ...     if epoch < 1000:
+    ...         train_one_epoch(net)
+    >>> plane.save("out/run1")  # doctest: +SKIP
+    >>> plane.plot("out/run1.png")  # doctest: +SKIP
+    """
+
+    def __init__(self, model, x, y, *, beta=None, epochs=None, max_epoch=None, n_points=20,
+                 repeats=8, mc_samples=None, max_centers=None, rng=None, progress=False,
+                 num_threads=None):
+        import torch.nn as nn
+
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+        self.beta = _noise_beta(model, beta)  # fail now rather than at the first record
+        self.n_inputs = _n_inputs(x)
+        labels = _check_labels(y, self.n_inputs)
+        if (epochs is None) == (max_epoch is None):
+            raise ValueError("epochs, max_epoch: give exactly one (an explicit list, or the last epoch "
+                             "of a log-spaced schedule)")
+        self.schedule = _explicit_epochs(epochs) if epochs is not None else log_spaced_epochs(max_epoch, n_points)
+        self.model, self.x, self.y = model, x, labels
+        self.label_entropy = _label_entropy(labels)
+        self.options = dict(repeats=positive_int(repeats, "repeats", allow_none=False),
+                            mc_samples=positive_int(mc_samples, "mc_samples"),
+                            max_centers=positive_int(max_centers, "max_centers"),
+                            num_threads=positive_int(num_threads, "num_threads"),
+                            progress=bool(progress))
+        self._rng = make_rng(rng)
+        self._history: list[dict] = []
+        self._recorded: set[int] = set()
+
+    @property
+    def history(self) -> list[dict]:
+        """The recorded rows (a copy), in recording order."""
+        return [dict(row) for row in self._history]
+
+    @property
+    def recorded_epochs(self) -> list[int]:
+        """The epochs recorded so far, sorted."""
+        return sorted(self._recorded)
+
+    def due(self, epoch: int) -> bool:
+        """Whether ``epoch`` is in the schedule and not yet recorded."""
+        epoch = _non_negative_int(epoch, "epoch")
+        return epoch in self.schedule and epoch not in self._recorded
+
+    def record(self, epoch: int) -> InformationFlow:
+        """Measure the model now and append its rows with this ``epoch``.
+
+        Any epoch can be recorded, in the schedule or not; recording one twice raises
+        ValueError.  The rows are appended only once every layer is estimated, so an
+        interruption (Ctrl-C) leaves the history consistent.
+        """
+        epoch = _non_negative_int(epoch, "epoch")
+        if epoch in self._recorded:
+            raise ValueError(f"epoch: {epoch} is already recorded")
+        flow = information_flow(self.model, self.x, self.y, self.beta, rng=self._rng, **self.options)
+        self._history.extend({"epoch": epoch, "layer": row.name, "width": row.width, "ixt": row.ixt,
+                              "ixt_stderr": row.ixt_stderr, "iyt": row.iyt, "iyt_stderr": row.iyt_stderr,
+                              "unit": row.unit} for row in flow)
+        self._recorded.add(epoch)
+        return flow
+
+    def maybe_record(self, epoch: int) -> InformationFlow | None:
+        """:meth:`record` if :meth:`due`, else None."""
+        return self.record(epoch) if self.due(epoch) else None
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict: settings, ``ln_m``, ``label_entropy`` and ``history``."""
+        return {
+            "beta": self.beta,
+            "n_inputs": self.n_inputs,
+            "ln_m": math.log(self.n_inputs),
+            "label_entropy": self.label_entropy,
+            "unit": "nats",
+            "schedule": list(self.schedule),
+            "repeats": self.options["repeats"],
+            "mc_samples": self.options["mc_samples"],
+            "max_centers": self.options["max_centers"],
+            "history": self.history,
+        }
+
+    def save(self, out: str | os.PathLike) -> tuple[Path, Path]:
+        """Write the history as CSV and JSON.
+
+        Parameters
+        ----------
+        out : str or path
+            An existing folder (the files are ``information_plane.csv`` and
+            ``information_plane.json`` in it) or a path prefix (``out + ".csv"`` and
+            ``out + ".json"``; its folder is created).
+
+        Returns
+        -------
+        (Path, Path)
+            The CSV and JSON paths.
+        """
+        out = Path(out)
+        prefix = out / "information_plane" if out.is_dir() else out
+        prefix.parent.mkdir(parents=True, exist_ok=True)
+        csv_path = prefix.with_name(prefix.name + ".csv")
+        json_path = prefix.with_name(prefix.name + ".json")
+        _write_history_csv(csv_path, self._history)
+        write_json(json_path, self.to_dict())
+        return csv_path, json_path
+
+    @staticmethod
+    def load_history(path: str | os.PathLike) -> list[dict]:
+        """Rows written by :meth:`save` (or any CSV/JSON with the ``HISTORY_FIELDS``).
+
+        Parameters
+        ----------
+        path : str or path
+            A ``.csv`` file, or a ``.json`` file holding a list of rows or a dict with a
+            ``"history"`` list.
+
+        Returns
+        -------
+        list of dict
+            Rows with ``epoch`` and ``width`` as int, the values as float (NaN for empty
+            cells) and ``layer``/``unit`` as str, equal to the saved history.
+        """
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            with path.open(newline="") as handle:
+                raw = list(csv.DictReader(handle))
+        elif suffix == ".json":
+            data = json.loads(path.read_text())
+            raw = data.get("history") if isinstance(data, dict) else data
+            if not isinstance(raw, list):
+                raise ValueError(f"path: {path} holds no list of rows (nor a dict with 'history')")
+        else:
+            raise ValueError(f"path: expected a .csv or .json file, got {path.name!r}")
+        return [_typed_row(row, path, i) for i, row in enumerate(raw)]
+
+    def plot(self, path: str | os.PathLike, *, title: str | None = None) -> Path:
+        """Draw the history with :func:`plot_information_plane`, with ln m and H(Y) marked."""
+        return plot_information_plane(self._history, path, title=title,
+                                      ixt_max=math.log(self.n_inputs), iyt_max=self.label_entropy)
+
+
+def _write_history_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
+    # The header is written even for an empty history, so the file always states its columns.
+    if rows:
+        return write_csv(path, [{key: row[key] for key in HISTORY_FIELDS} for row in rows])
+    with Path(path).open("w", newline="") as handle:
+        csv.writer(handle).writerow(HISTORY_FIELDS)
+    return Path(path)
+
+
+def _typed_row(row: Mapping[str, Any], path: Path, index: int) -> dict:
+    missing = [key for key in HISTORY_FIELDS if key not in row]
+    if missing:
+        raise ValueError(f"path: row {index} of {path} lacks the column(s) {missing}")
+
+    def number(value) -> float:
+        return math.nan if value is None or value == "" else float(value)
+
+    return {
+        "epoch": int(row["epoch"]),
+        "layer": str(row["layer"]),
+        "width": int(row["width"]),
+        "ixt": number(row["ixt"]),
+        "ixt_stderr": number(row["ixt_stderr"]),
+        "iyt": number(row["iyt"]),
+        "iyt_stderr": number(row["iyt_stderr"]),
+        "unit": str(row["unit"]),
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Plot
+# ---------------------------------------------------------------------------------------
+
+_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
+def _by_layer(history: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
+    """{layer: {"epoch", "ixt", "ixt_stderr", "iyt", "iyt_stderr", "width"}}, epochs sorted,
+    layers in order of first appearance."""
+    layers: dict[str, list] = {}
+    for row in history:
+        layers.setdefault(str(row["layer"]), []).append(row)
+    result = {}
+    for name, rows in layers.items():
+        rows = sorted(rows, key=lambda r: r["epoch"])
+        result[name] = {key: np.array([float(r[key]) for r in rows])
+                        for key in ("epoch", "ixt", "ixt_stderr", "iyt", "iyt_stderr")}
+        result[name]["width"] = int(rows[0]["width"])
+    return result
+
+
+def _epoch_axis(ax, max_epoch: float) -> None:
+    # symlog: logarithmic above epoch 1 and linear below, so that epoch 0 (the initial
+    # weights) has a place on an otherwise logarithmic axis.
+    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+    ax.set_xlim(0, max(1.0, max_epoch) * 1.15)
+    ax.set_xlabel("epoch (log scale above 1)")
+    ax.grid(True, which="major", alpha=0.3)
+
+
+def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=None) -> Path:
+    """Draw an information-plane history as a PNG.
+
+    Top row: :math:`I(X;T_\\ell)` and :math:`I(Y;T_\\ell)` against epoch (log scale),
+    one line per layer with a ±1 standard-error band.  Bottom row: the information
+    plane, I(X;T) on x and I(Y;T) on y, one trajectory per layer (line colour and
+    marker shape identify the layer) with the points coloured by epoch (colour bar).
+
+    Parameters
+    ----------
+    history : sequence of dict
+        Rows with ``epoch, layer, width, ixt, ixt_stderr, iyt, iyt_stderr, unit`` (as in
+        :attr:`InformationPlane.history` or :meth:`InformationPlane.load_history`), all
+        in one unit.
+    path : str or path
+        The PNG to write.
+    title : str, optional
+        Figure title.
+    ixt_max, iyt_max : float, optional
+        Upper bounds to draw as dashed lines, in the history's unit: ln m for I(X;T) and
+        H(Y) for I(Y;T).
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import SymLogNorm
+    from matplotlib.lines import Line2D
+
+    history = list(history)
+    if not history:
+        raise ValueError("history: no rows to plot")
+    units = {str(row["unit"]) for row in history}
+    if len(units) != 1:
+        raise ValueError(f"history: rows in different units {sorted(units)}")
+    unit = units.pop()
+    layers = _by_layer(history)
+    max_epoch = max(float(row["epoch"]) for row in history)
+    colors = colormaps["tab10"]
+
+    fig, axes = new_figure(ncols=2, nrows=2, width=6.4, height=4.6)
+    grid = axes[1, 0].get_gridspec()
+    axes[1, 0].remove()
+    axes[1, 1].remove()
+    plane = fig.add_subplot(grid[1, :])
+
+    for column, (key, symbol, bound, bound_name) in enumerate(
+            (("ixt", "I(X;T)", ixt_max, "ln m"), ("iyt", "I(Y;T)", iyt_max, "H(Y)"))):
+        ax = axes[0, column]
+        for index, (name, data) in enumerate(layers.items()):
+            color = colors(index % 10)
+            value, err = data[key], data[key + "_stderr"]
+            ax.plot(data["epoch"], value, color=color, marker=_MARKERS[index % len(_MARKERS)],
+                    markersize=4, label=f"{name} (d={data['width']})")
+            ax.fill_between(data["epoch"], value - err, value + err, color=color, alpha=0.25, linewidth=0)
+        if bound is not None:
+            ax.axhline(bound, color="0.3", linestyle="--", linewidth=1, label=f"{bound_name} = {bound:.3f}")
+        _epoch_axis(ax, max_epoch)
+        # Mutual information is >= 0: showing 0 keeps magnitudes honest and leaves room
+        # below the curves for the legend.
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+        ax.set_ylim(top=ax.get_ylim()[1] * 1.02)
+        ax.set_ylabel(f"{symbol} [{unit}]")
+        ax.set_title(f"{symbol} per layer over training (band: ±1 std. error)", fontsize=10)
+        ax.legend(fontsize=8, loc="best")
+
+    norm = SymLogNorm(linthresh=1.0, linscale=0.5, vmin=0.0, vmax=max(1.0, max_epoch))
+    cmap = colormaps["viridis"]
+    handles = []
+    for index, (name, data) in enumerate(layers.items()):
+        color, marker = colors(index % 10), _MARKERS[index % len(_MARKERS)]
+        plane.plot(data["ixt"], data["iyt"], color=color, linewidth=1, alpha=0.7, zorder=1)
+        plane.scatter(data["ixt"], data["iyt"], c=data["epoch"], cmap=cmap, norm=norm, marker=marker,
+                      s=36, edgecolors=color, linewidths=0.8, zorder=2)
+        handles.append(Line2D([], [], color=color, marker=marker, markerfacecolor="white",
+                              label=f"{name} (d={data['width']})"))
+    if ixt_max is not None:
+        plane.axvline(ixt_max, color="0.3", linestyle="--", linewidth=1)
+        handles.append(Line2D([], [], color="0.3", linestyle="--", label="ln m / H(Y) bounds"))
+    if iyt_max is not None:
+        plane.axhline(iyt_max, color="0.3", linestyle="--", linewidth=1)
+    plane.set_xlabel(f"I(X;T) [{unit}]")
+    plane.set_ylabel(f"I(Y;T) [{unit}]")
+    plane.set_title("Information plane: one trajectory per layer, colour = epoch", fontsize=10)
+    plane.grid(True, alpha=0.3)
+    plane.legend(handles=handles, fontsize=8, loc="best")
+    colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=plane)
+    colorbar.set_label("epoch")
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)

@@ -1,0 +1,201 @@
+"""Short runs of the ``szt`` and ``binning`` experiments (tiny settings, into tmp_path)."""
+
+import argparse
+import csv
+import inspect
+import json
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+
+from infoflow.experiments import EXPERIMENTS  # noqa: E402
+from infoflow.experiments import binning as binning_experiment  # noqa: E402
+from infoflow.experiments import szt as szt_experiment  # noqa: E402
+from infoflow.flow import HISTORY_FIELDS, InformationPlane  # noqa: E402
+
+LN_4096 = math.log(4096)
+LAYERS = ["noise1", "noise2", "noise3", "noise4", "noise5"]
+# Tiny estimator settings: the point is the plumbing, not the numbers.
+TINY = dict(epochs=3, n_points=3, repeats=2, max_centers=2000, mc_samples=4, progress=False)
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def szt_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("szt")
+    return out, EXPERIMENTS["szt"].run(out, **TINY)
+
+
+def test_szt_files_and_columns(szt_run):
+    out, result = szt_run
+    names = ["szt_information.csv", "szt_information.json", "szt_training.csv", "szt_config.json",
+             "szt_information_plane.png"]
+    assert all((out / name).is_file() for name in names)
+    assert (out / "szt_information_plane.png").stat().st_size > 20_000
+
+    info = read_csv(out / "szt_information.csv")
+    assert tuple(info[0]) == HISTORY_FIELDS
+    assert [(int(r["epoch"]), r["layer"]) for r in info] == [(e, n) for e in (0, 1, 3) for n in LAYERS]
+    assert [int(r["width"]) for r in info[:5]] == [10, 7, 5, 4, 3]
+    assert InformationPlane.load_history(out / "szt_information.csv") == result["history"]
+
+    training = read_csv(out / "szt_training.csv")
+    assert list(training[0]) == ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+    assert [int(r["epoch"]) for r in training] == [0, 1, 3]
+    assert all(0.0 <= float(r["test_accuracy"]) <= 1.0 for r in training)
+
+    config = json.loads((out / "szt_config.json").read_text())
+    assert config["widths"] == [12, 10, 7, 5, 4, 3, 2] and config["beta"] == 0.005
+    assert (config["n_train"], config["n_test"]) == (3277, 819)
+    assert config["schedule"] == [0, 1, 3] and config["epochs_completed"] == 3
+    assert config["interrupted"] is False and not result["interrupted"]
+
+
+def test_szt_first_layer_at_its_ceiling(szt_run):
+    """beta = 0.005 is tiny against the distances of the tanh activations of the first
+    layer, so the mixture of its centres has entropy h_Z + ln n: with h(T) estimated from
+    max_centers = 2000 of the 4096 points, I(X;T_1) sits at ln 2000, not ln 4096 (the
+    downward bias of subsetting that the docs warn about)."""
+    _, result = szt_run
+    first = [row for row in result["history"] if row["layer"] == "noise1"]
+    assert len(first) == 3
+    for row in first:
+        assert abs(row["ixt"] - math.log(2000)) < 0.1
+
+
+def test_szt_interrupt_writes_partial_results(tmp_path, monkeypatch, capsys):
+    real = szt_experiment.Trainer.train_epoch
+    calls = []
+
+    def interrupted(self):
+        calls.append(1)
+        if len(calls) == 2:  # Ctrl-C during the second epoch of training
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(szt_experiment.Trainer, "train_epoch", interrupted)
+    result = szt_experiment.run(tmp_path, **{**TINY, "epochs": 5, "n_points": 6})
+    assert result["interrupted"]
+    assert "interrupted" in capsys.readouterr().err
+    config = json.loads((tmp_path / "szt_config.json").read_text())
+    assert config["interrupted"] is True and config["epochs_completed"] == 1
+    assert config["recorded_epochs"] == [0, 1]
+    assert sorted({int(r["epoch"]) for r in read_csv(tmp_path / "szt_information.csv")}) == [0, 1]
+    assert [int(r["epoch"]) for r in read_csv(tmp_path / "szt_training.csv")] == [0, 1]
+    assert (tmp_path / "szt_information_plane.png").is_file()
+
+
+def test_binning_files_and_limits(tmp_path):
+    result = EXPERIMENTS["binning"].run(tmp_path, **TINY)
+    for name in ("binning_vs_bin_size.csv", "binning_over_epochs.csv", "binning.json", "binning.png"):
+        assert (tmp_path / name).is_file()
+    assert (tmp_path / "binning.png").stat().st_size > 20_000
+
+    rows = read_csv(tmp_path / "binning_vs_bin_size.csv")
+    assert list(rows[0]) == ["epoch", "layer", "width", "bin_size", "n_bins", "ixt", "iyt"]
+    for layer in LAYERS:
+        mine = sorted((r for r in rows if r["layer"] == layer), key=lambda r: float(r["bin_size"]))
+        ixt = np.array([float(r["ixt"]) for r in mine])
+        iyt = np.array([float(r["iyt"]) for r in mine])
+        assert np.all(ixt <= LN_4096 + 1e-12)
+        # The dyadic bins are nested partitions: a coarser one merges bins of a finer one,
+        # so H(Bin T) can only fall as the bin grows.  Equal partitions give bit-identical
+        # values and unequal ones differ by >= 2 ln 2 / 4096, so the check is exact.
+        assert np.all(np.diff(ixt) <= 0), layer
+        # I(Y; Bin T) too (data processing); it is computed as H(T) + H(Y) - H(T, Y), so
+        # equal values may differ by rounding.
+        assert np.all(np.diff(iyt) <= 1e-12), layer
+    first = [r for r in rows if r["layer"] == "noise1"]
+    smallest = min(first, key=lambda r: float(r["bin_size"]))
+    assert float(smallest["bin_size"]) == 2.0**-24
+    # tanh(W x + b) with 10 units is injective on the 4096 inputs: every input has its own bin.
+    assert float(smallest["ixt"]) == pytest.approx(LN_4096, abs=1e-12)
+
+    # The bin-size sweep ends at the zero-bin limit, the entropy of the distinct rows.
+    limits = result["zero_bin_limits"]
+    assert limits["noise1"] == {"distinct_rows": 4096, "limit_nats": pytest.approx(LN_4096), "dtype": "float32"}
+    for layer in LAYERS:
+        finest = min((r for r in rows if r["layer"] == layer), key=lambda r: float(r["bin_size"]))
+        assert float(finest["ixt"]) <= limits[layer]["limit_nats"] + 1e-9
+
+    over = read_csv(tmp_path / "binning_over_epochs.csv")
+    assert list(over[0]) == ["epoch", "layer", "width", "estimator", "bin_size", "ixt", "ixt_stderr", "iyt",
+                             "iyt_stderr"]
+    estimators = list(dict.fromkeys(r["estimator"] for r in over))
+    assert estimators == ["binned, 30 bins", "binned, bin size 0.0001", "I(X;T), beta = 0.005, R = 2"]
+    for estimator in estimators:
+        mine = [r for r in over if r["estimator"] == estimator]
+        assert sorted({int(r["epoch"]) for r in mine}) == [0, 1, 3]
+        assert {r["layer"] for r in mine} == set(LAYERS)
+    config = json.loads((tmp_path / "binning.json").read_text())["config"]
+    assert config["epochs_completed"] == 3 and config["interrupted"] is False
+    assert not result["interrupted"]
+
+
+def test_binning_reads_noisy_csv(tmp_path, szt_run):
+    szt_out, szt_result = szt_run
+    result = binning_experiment.run(tmp_path, **{**TINY, "noisy_csv": szt_out / "szt_information.csv"})
+    noisy = [r for r in result["over_epochs"] if r["estimator"].startswith("I(X;T) from")]
+    assert [(r["epoch"], r["layer"], r["ixt"]) for r in noisy] == \
+        [(r["epoch"], r["layer"], r["ixt"]) for r in szt_result["history"]]
+
+
+def test_binning_interrupt_writes_partial_results(tmp_path, monkeypatch):
+    real = szt_experiment.Trainer.train_epoch
+    calls = []
+
+    def interrupted(self):
+        calls.append(1)
+        if len(calls) == 3:  # the twins train in turn: the 3rd call is epoch 2
+            raise KeyboardInterrupt
+        return real(self)
+
+    monkeypatch.setattr(szt_experiment.Trainer, "train_epoch", interrupted)
+    result = binning_experiment.run(tmp_path, **{**TINY, "epochs": 4, "n_points": 5})
+    assert result["interrupted"]
+    config = json.loads((tmp_path / "binning.json").read_text())["config"]
+    assert config["interrupted"] is True and config["epochs_completed"] == 1
+    over = read_csv(tmp_path / "binning_over_epochs.csv")
+    assert sorted({int(r["epoch"]) for r in over}) == [0, 1]
+    assert {int(r["epoch"]) for r in read_csv(tmp_path / "binning_vs_bin_size.csv")} == {1}
+    assert (tmp_path / "binning.png").is_file()
+
+
+def test_torch_threads_restored(tmp_path):
+    """The experiments run torch single-threaded by default and restore the setting."""
+    import torch
+
+    before = torch.get_num_threads()
+    result = szt_experiment.run(tmp_path, **{**TINY, "epochs": 1, "n_points": 2})
+    assert torch.get_num_threads() == before
+    assert result["config"]["torch_threads"] == 1 and result["config"]["estimator_threads"] == before
+
+
+def test_binning_missing_noisy_csv_fails_fast(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        binning_experiment.run(tmp_path, **{**TINY, "noisy_csv": tmp_path / "missing.csv"})
+
+
+@pytest.mark.parametrize("name", ["szt", "binning"])
+def test_arguments_match_run(name):
+    """Every command-line option lands on a keyword of run(), with its default."""
+    module = EXPERIMENTS[name].load()
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    args = vars(parser.parse_args([]))
+    parameters = inspect.signature(module.run).parameters
+    for dest, default in args.items():
+        assert dest in parameters, dest
+        assert parameters[dest].default == default, dest
+    parsed = vars(parser.parse_args(["--epochs", "7", "--points", "4", "--repeats", "3", "--threads", "1",
+                                     "--activation", "relu", "--max-centers", "100", "--seed", "2"]))
+    assert (parsed["epochs"], parsed["n_points"], parsed["repeats"], parsed["num_threads"]) == (7, 4, 3, 1)
+    assert (parsed["activation"], parsed["max_centers"], parsed["seed"]) == ("relu", 100, 2)

@@ -1,0 +1,231 @@
+"""information_flow, InformationPlane and the information-plane plot (infoflow.flow)."""
+
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from infoflow.flow import (  # noqa: E402
+    HISTORY_FIELDS,
+    InformationFlow,
+    InformationPlane,
+    LayerInformation,
+    information_flow,
+    log_spaced_epochs,
+    plot_information_plane,
+)
+from infoflow.mutual_information import mi_xt, mi_yt  # noqa: E402
+from infoflow.nn import GaussianNoise, NoisyMLP  # noqa: E402
+from infoflow.sampling import sample_layers  # noqa: E402
+
+M = 256  # inputs of the small test problem
+
+
+@pytest.fixture(scope="module")
+def data():
+    # All 256 distinct 8-bit patterns (X uniform over distinct inputs: I(X;T) <= ln 256).
+    x = ((np.arange(M)[:, None] >> np.arange(7, -1, -1)) & 1).astype(np.float32)
+    y = (x[:, :4].sum(axis=1) > 2).astype(np.int64)
+    return x, y
+
+
+def small_net(seed=0, beta=0.05):
+    torch.manual_seed(seed)
+    return NoisyMLP([8, 5, 4, 3, 2], beta=beta)
+
+
+# --- information_flow ------------------------------------------------------------------
+
+def test_matches_direct_estimator_calls(data):
+    """Same seed, same calls in the same order: identical numbers to mi_xt/mi_yt on sample_layers."""
+    x, y = data
+    net = small_net()
+    flow = information_flow(net, x, y, repeats=4, mc_samples=8, rng=123)
+
+    gen = np.random.default_rng(123)
+    samples = sample_layers(net, x, repeats=4, rng=gen)
+    assert [row.name for row in flow] == list(samples) == ["noise1", "noise2", "noise3"]
+    for row, (name, s) in zip(flow, samples.items()):
+        if name == "noise1":
+            # The first noisy layer is deterministic given x: its repeats are copies (up to
+            # float rounding), and information_flow keeps one (exact conditional entropy h_Z).
+            assert np.max(np.abs(s - s[:, :1])) <= 1e-3 * 0.05
+            s = s[:, :1]
+        else:
+            assert np.max(np.abs(s - s[:, :1])) > 1e-3 * 0.05
+        ixt = mi_xt(s, 0.05, mc_samples=8, rng=gen)
+        iyt = mi_yt(s, y, 0.05, mc_samples=8, rng=gen)
+        assert (row.ixt, row.ixt_stderr, row.iyt, row.iyt_stderr) == (ixt.value, ixt.stderr, iyt.value, iyt.stderr)
+        assert row.width == s.shape[2] and row.unit == "nats"
+
+
+def test_reproducible_and_bounded(data):
+    x, y = data
+    net = small_net(beta=0.01)
+    first = information_flow(net, x, y, repeats=2, rng=5)
+    again = information_flow(net, x, y, repeats=2, rng=5)
+    assert first.to_dict() == again.to_dict()
+    # Well-separated first layer (beta small against the spread of tanh(Wx+b)): close to
+    # the ceiling ln m, and never above it beyond Monte Carlo error.
+    ixt1 = first["noise1"]
+    assert ixt1.ixt <= math.log(M) + 4 * ixt1.ixt_stderr
+    assert ixt1.ixt > math.log(M) - 1.0
+    _, counts = np.unique(y, return_counts=True)
+    h_y = -sum(c / M * math.log(c / M) for c in counts)
+    for row in first:
+        assert row.iyt <= h_y + 4 * row.iyt_stderr
+
+
+def test_result_type_and_outputs(tmp_path, data):
+    x, y = data
+    flow = information_flow(small_net(), x, y, repeats=2, mc_samples=4, rng=0, base=2)
+    assert isinstance(flow, InformationFlow) and len(flow) == 3
+    assert all(isinstance(row, LayerInformation) and row.unit == "bits" for row in flow)
+    assert flow.unit == "bits" and flow.n_inputs == M and flow.repeats == 2 and flow.beta == 0.05
+    text = str(flow)
+    assert "noise3" in text and "I(X;T)" in text and "bits" in text
+    assert flow[0] is flow["noise1"]
+    with pytest.raises(KeyError, match="noise9"):
+        flow["noise9"]
+    flow.to_csv(tmp_path / "flow.csv")
+    header = (tmp_path / "flow.csv").read_text().splitlines()[0]
+    assert header == "name,width,ixt,ixt_stderr,iyt,iyt_stderr,unit"
+    flow.to_json(tmp_path / "flow.json")
+    import json
+
+    assert json.loads((tmp_path / "flow.json").read_text()) == flow.to_dict()
+
+
+def test_model_mode_restored(data):
+    x, y = data
+    net = small_net()
+    net.train()
+    information_flow(net, x, y, repeats=2, mc_samples=2, rng=0)
+    assert all(module.training for module in net.modules())
+
+
+def test_errors(data):
+    x, y = data
+    with pytest.raises(ValueError, match="no infoflow.nn.GaussianNoise"):
+        information_flow(torch.nn.Sequential(torch.nn.Linear(8, 2)), x, y)
+    with pytest.raises(ValueError, match="y: has 255 labels but x has 256"):
+        information_flow(small_net(), x, y[:-1])
+    with pytest.raises(TypeError, match="y: expected integer"):
+        information_flow(small_net(), x, y.astype(np.float64))
+    with pytest.raises(ValueError, match="beta: 0.1 differs"):
+        information_flow(small_net(beta=0.05), x, y, beta=0.1)
+    information_flow(small_net(beta=0.05), x, y, beta=0.05, repeats=1, mc_samples=1, rng=0)  # equal: fine
+    mixed = small_net()
+    mixed.noise2.beta = 0.2
+    with pytest.raises(ValueError, match="different beta"):
+        information_flow(mixed, x, y)
+    disabled = small_net()
+    disabled.noise1.enabled = False
+    with pytest.raises(ValueError, match="disabled"):
+        information_flow(disabled, x, y)
+    with pytest.raises(TypeError, match="model"):
+        information_flow("not a model", x, y)
+    with pytest.raises(ValueError, match="repeats"):
+        information_flow(small_net(), x, y, repeats=0)
+    # The noise module alone is a valid (one-layer) model.
+    flow = information_flow(GaussianNoise(0.1), x, y, repeats=1, mc_samples=2, rng=0)
+    assert len(flow) == 1 and flow[0].width == 8
+
+
+# --- schedule --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("max_epoch", [1, 2, 7, 50, 300, 10000])
+@pytest.mark.parametrize("n_points", [2, 3, 5, 12, 20, 40])
+def test_log_spaced_schedule(max_epoch, n_points):
+    epochs = log_spaced_epochs(max_epoch, n_points)
+    assert epochs[0] == 0 and epochs[-1] == max_epoch
+    assert epochs == sorted(set(epochs))  # sorted, distinct
+    assert all(isinstance(e, int) for e in epochs)
+    assert len(epochs) == min(n_points, max_epoch + 1)
+    if n_points >= 3 and max_epoch >= 2:
+        assert epochs[1] == 1
+
+
+def test_log_spaced_schedule_is_geometric():
+    assert log_spaced_epochs(10000, 6) == [0, 1, 10, 100, 1000, 10000]
+    epochs = np.array(log_spaced_epochs(10000, 20)[1:], dtype=float)
+    ratios = epochs[1:] / epochs[:-1]
+    # Late points (no integer ties) follow one ratio, (10000/e)**(1/k) ~ 1.66.
+    assert np.allclose(ratios[-8:], ratios[-1], rtol=0.02)
+    assert log_spaced_epochs(0, 5) == [0]
+    with pytest.raises(ValueError, match="n_points"):
+        log_spaced_epochs(10, 1)
+    with pytest.raises(ValueError, match="max_epoch"):
+        log_spaced_epochs(-1, 5)
+
+
+# --- InformationPlane ------------------------------------------------------------------
+
+def test_plane_schedule_and_due(data):
+    x, y = data
+    plane = InformationPlane(small_net(), x, y, max_epoch=100, n_points=6, repeats=2, rng=0)
+    assert plane.schedule == log_spaced_epochs(100, 6)
+    explicit = InformationPlane(small_net(), x, y, epochs=[5, 0, 5, 2], rng=0)
+    assert explicit.schedule == [0, 2, 5]
+    assert explicit.due(2) and not explicit.due(3)
+    with pytest.raises(ValueError, match="exactly one"):
+        InformationPlane(small_net(), x, y, epochs=[1], max_epoch=3)
+    with pytest.raises(ValueError, match="exactly one"):
+        InformationPlane(small_net(), x, y)
+    with pytest.raises(ValueError, match="y: has"):
+        InformationPlane(small_net(), x, y[:10], max_epoch=3)
+
+
+def test_plane_record_save_load_plot(tmp_path, data):
+    x, y = data
+    net = small_net()
+    plane = InformationPlane(net, x, y, epochs=[0, 1, 3], repeats=2, mc_samples=4, rng=1)
+    optimizer = torch.optim.Adam(net.parameters(), lr=0.05)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    for epoch in range(4):
+        assert (plane.maybe_record(epoch) is not None) == (epoch in (0, 1, 3))
+        assert not plane.due(epoch)
+        loss = torch.nn.functional.cross_entropy(net(xt), yt)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with pytest.raises(ValueError, match="already recorded"):
+        plane.record(3)
+    history = plane.history
+    assert len(history) == 3 * 3
+    assert [row["epoch"] for row in history] == [0, 0, 0, 1, 1, 1, 3, 3, 3]
+    assert all(tuple(row) == HISTORY_FIELDS for row in history)
+    assert plane.recorded_epochs == [0, 1, 3]
+
+    csv_path, json_path = plane.save(tmp_path / "run")
+    assert (csv_path.name, json_path.name) == ("run.csv", "run.json")
+    assert InformationPlane.load_history(csv_path) == history
+    assert InformationPlane.load_history(json_path) == history
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    assert plane.save(folder)[0] == folder / "information_plane.csv"
+
+    png = plane.plot(tmp_path / "plane.png", title="test")
+    assert png.stat().st_size > 20_000  # a drawn figure, not an empty canvas
+    from matplotlib.image import imread
+
+    pixels = imread(png)
+    assert pixels.shape[0] > 500 and pixels.shape[1] > 800
+    assert np.std(pixels[..., :3]) > 0.05  # more than a blank page
+    plot_information_plane(InformationPlane.load_history(csv_path), tmp_path / "again.png")
+    assert (tmp_path / "again.png").stat().st_size > 20_000
+    with pytest.raises(ValueError, match="no rows"):
+        plot_information_plane([], tmp_path / "empty.png")
+
+
+def test_plane_same_seed_same_history(data):
+    x, y = data
+    histories = []
+    for _ in range(2):
+        plane = InformationPlane(small_net(), x, y, epochs=[0, 1], repeats=2, mc_samples=2, rng=9)
+        plane.record(0)
+        plane.record(1)
+        histories.append(plane.history)
+    assert histories[0] == histories[1]
