@@ -1,6 +1,10 @@
 // The log-sum-exp kernel for the generic instruction set (see lse_kernel.hpp).
+// Register tiles: accumulators (Q x V) + V centre vectors + 1 broadcast query must fit
+// in the register file (16 vector registers below AVX-512, 32 with it).
 #define INFOFLOW_ISA generic
 #define INFOFLOW_VEC_BYTES 16
-#define INFOFLOW_TILE_Q 3
-#define INFOFLOW_TILE_V 3
+#define INFOFLOW_TILE_Q_F32 3
+#define INFOFLOW_TILE_V_F32 3
+#define INFOFLOW_TILE_Q_F64 3
+#define INFOFLOW_TILE_V_F64 3
 #include "cpu/lse_kernel.hpp"

@@ -3,8 +3,8 @@
 //
 //   INFOFLOW_ISA        namespace of this copy (generic, avx2, avx512)
 //   INFOFLOW_VEC_BYTES  SIMD register width in bytes (16, 32, 64)
-//   INFOFLOW_TILE_Q     queries per register tile
-//   INFOFLOW_TILE_V     centre vectors per register tile
+//   INFOFLOW_TILE_Q_F32, INFOFLOW_TILE_V_F32   float register tile: queries x centre vectors
+//   INFOFLOW_TILE_Q_F64, INFOFLOW_TILE_V_F64   the same for double
 //
 // Work layout.  Centres are packed once per call into groups of G = TILE_V * lanes
 // centres, stored dimension-major ([group][k][G]) so that one aligned load gives one
@@ -48,15 +48,16 @@ template <>
 struct Simd<float> {
   using V = vfloat;
   static constexpr int lanes = INFOFLOW_VEC_BYTES / 4;
+  static constexpr int tile_q = INFOFLOW_TILE_Q_F32;  // queries per register tile
+  static constexpr int tile_v = INFOFLOW_TILE_V_F32;  // centre vectors per register tile
 };
 template <>
 struct Simd<double> {
   using V = vdouble;
   static constexpr int lanes = INFOFLOW_VEC_BYTES / 8;
+  static constexpr int tile_q = INFOFLOW_TILE_Q_F64;
+  static constexpr int tile_v = INFOFLOW_TILE_V_F64;
 };
-
-constexpr int kTileQ = INFOFLOW_TILE_Q;
-constexpr int kTileV = INFOFLOW_TILE_V;
 constexpr std::size_t kAlign = 64;
 constexpr index_t kExpBlock = 256;  // centres per log-sum-exp rescale
 constexpr index_t kMaxQueriesPerTask = 64;
@@ -145,13 +146,13 @@ struct AlignedArray {
   T* ptr;
 };
 
-// Squared distances of kTileQ queries (rows of q, stride d) to the G = kTileV * lanes
+// Squared distances of tile_q queries (rows of q, stride d) to the G = tile_v * lanes
 // centres of one packed group, written to out[row * ld + j].
 template <class T>
 inline void distance_tile(const T* __restrict q, const T* __restrict group, index_t d,
                           T* __restrict out, index_t ld) {
   using V = typename Simd<T>::V;
-  constexpr int L = Simd<T>::lanes;
+  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
   V acc[kTileQ][kTileV];
   for (int a = 0; a < kTileQ; ++a)
     for (int v = 0; v < kTileV; ++v) acc[a][v] = V{};
@@ -203,8 +204,8 @@ inline void fold_block(const T* __restrict dist, index_t count, LseState& state,
 
 template <class T>
 bool run(const Problem<T>& p, const Interrupt& interrupt) {
-  constexpr int L = Simd<T>::lanes;
-  constexpr index_t G = static_cast<index_t>(kTileV) * L;  // centres per packed group
+  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q;
+  constexpr index_t G = static_cast<index_t>(Simd<T>::tile_v) * L;  // centres per packed group
   const index_t d = p.d;
   const index_t groups = (p.n + G - 1) / G;
   const index_t block_groups = std::max<index_t>(1, kExpBlock / G);
