@@ -110,9 +110,9 @@ def test_errors(data):
     x, y = data
     with pytest.raises(ValueError, match="no infoflow.nn.GaussianNoise"):
         information_flow(torch.nn.Sequential(torch.nn.Linear(8, 2)), x, y)
-    with pytest.raises(ValueError, match="y: has 255 labels but x has 256"):
+    with pytest.raises(ValueError, match="y: has 255 entries but x has 256 rows"):
         information_flow(small_net(), x, y[:-1])
-    with pytest.raises(TypeError, match="y: expected integer"):
+    with pytest.raises(TypeError, match="y: expected an integer dtype"):
         information_flow(small_net(), x, y.astype(np.float64))
     with pytest.raises(ValueError, match="beta: 0.1 differs"):
         information_flow(small_net(beta=0.05), x, y, beta=0.1)

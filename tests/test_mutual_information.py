@@ -418,8 +418,8 @@ def test_mi_yt_bad_samples(samples, exc, pattern):
 @pytest.mark.parametrize(
     "labels, exc, pattern",
     [
-        (np.array([0, 1, 0]), ValueError, r"labels: has 3 entries but samples has 4 inputs"),
-        (np.array([0.0, 1.0, 0.0, 1.0]), TypeError, r"labels: expected an integer .* got dtype float64"),
+        (np.array([0, 1, 0]), ValueError, r"labels: has 3 entries but samples has 4 rows"),
+        (np.array([0.0, 1.0, 0.0, 1.0]), TypeError, r"labels: expected an integer dtype, got float64"),
         (np.array([[0], [1], [0], [1]]), ValueError, r"labels: expected shape \(4,\).*labels.ravel\(\)"),
         ([0, 1, 0, 1], TypeError, "labels: expected a numpy.ndarray or torch.Tensor, got list"),
         (np.array(["a", "b", "a", "b"]), TypeError, "labels: expected an integer"),

@@ -170,3 +170,31 @@ def make_rng(rng: Any) -> np.random.Generator:
         return np.random.default_rng(rng)
     except ValueError as exc:  # e.g. a negative seed
         raise ValueError(f"rng: {exc}") from None
+
+
+def class_labels(labels: Any, m: int, *, name: str = "labels", rows: str = "samples") -> np.ndarray:
+    """Integer (or bool) class labels of shape (m,) as a host numpy array.
+
+    ``name`` is the argument's name in messages, ``rows`` the argument whose m rows the
+    labels must match.
+    """
+    torch = _torch_module()
+    if isinstance(labels, np.ndarray):
+        values = labels
+    elif torch is not None and isinstance(labels, torch.Tensor):
+        if labels.dtype.is_floating_point or labels.dtype.is_complex:
+            raise TypeError(f"{name}: expected an integer dtype, got {labels.dtype}; class labels must be "
+                            f"integers (convert explicitly, e.g. {name}.long())")
+        values = labels.detach().cpu().numpy()
+    else:
+        raise TypeError(f"{name}: expected a numpy.ndarray or torch.Tensor, got {type(labels).__name__}")
+    if values.dtype.kind not in "iub":
+        raise TypeError(f"{name}: expected an integer dtype, got {values.dtype}; class labels must be "
+                        f"integers (convert explicitly, e.g. {name}.astype(numpy.int64))")
+    if values.ndim != 1:
+        hint = f" (use {name}.ravel())" if values.ndim == 2 and 1 in values.shape else ""
+        raise ValueError(f"{name}: expected shape ({m},), one label per row of {rows}, "
+                         f"got shape {values.shape}{hint}")
+    if values.shape[0] != m:
+        raise ValueError(f"{name}: has {values.shape[0]} entries but {rows} has {m} rows; they must match")
+    return values

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ._intake import _torch_module, log_of_base, positive_int, positive_real
+from ._intake import _torch_module, class_labels, log_of_base, positive_int, positive_real
 
 __all__ = ["BinningMI", "binning_mi", "DEFAULT_N_BINS"]
 
@@ -86,29 +86,6 @@ def _activations(x: Any) -> np.ndarray:
         raise ValueError(f"activations: empty input, shape {data.shape}")
     if not np.isfinite(data).all():
         raise ValueError("activations: contains NaN or infinity")
-    return data
-
-
-def _labels(y: Any, m: int) -> np.ndarray:
-    torch = _torch_module()
-    if isinstance(y, np.ndarray):
-        if y.dtype.kind not in "iub":
-            raise TypeError(
-                f"labels: expected an integer dtype, got {y.dtype}; class labels must be integers "
-                "(convert explicitly, e.g. labels.astype(numpy.int64))"
-            )
-        data = y
-    elif torch is not None and isinstance(y, torch.Tensor):
-        if y.is_floating_point() or y.is_complex():
-            raise TypeError(
-                f"labels: expected an integer dtype, got {y.dtype}; class labels must be integers "
-                "(convert explicitly, e.g. labels.long())"
-            )
-        data = y.detach().cpu().numpy()
-    else:
-        raise TypeError(f"labels: expected a numpy.ndarray or torch.Tensor, got {type(y).__name__}")
-    if data.shape != (m,):
-        raise ValueError(f"labels: expected shape ({m},) to match the {m} rows of activations, got {data.shape}")
     return data
 
 
@@ -285,7 +262,7 @@ def binning_mi(activations, labels=None, *, bin_size=None, n_bins=None, limits=(
     """
     act = _activations(activations)
     m = act.shape[0]
-    y = None if labels is None else _labels(labels, m)
+    y = None if labels is None else class_labels(labels, m, rows="activations")
     low, high = _limits(limits)
     log_base = log_of_base(base)
     if bin_size is not None and n_bins is not None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ._intake import log_of_base, make_rng, positive_int, unit_name
+from ._intake import class_labels, log_of_base, make_rng, positive_int, unit_name
 from .experiments._io import new_figure, save_figure, write_csv, write_json
 from .mutual_information import mi_xt, mi_yt
 from .nn import named_noise_modules
@@ -217,26 +217,6 @@ def _n_inputs(x) -> int:
     return int(shape[0])
 
 
-def _check_labels(y, m: int) -> np.ndarray:
-    """Integer labels of shape (m,) as a host numpy array (errors name ``y``)."""
-    if isinstance(y, np.ndarray):
-        values = y
-    elif type(y).__module__.startswith("torch") and hasattr(y, "detach"):
-        values = y.detach().cpu().numpy()
-    else:
-        raise TypeError(f"y: expected a numpy.ndarray or torch.Tensor of labels, got {type(y).__name__}")
-    if values.dtype.kind not in "iub":
-        raise TypeError(
-            f"y: expected integer class labels, got dtype {values.dtype}; convert explicitly, "
-            "e.g. y.astype(numpy.int64)"
-        )
-    if values.ndim != 1:
-        raise ValueError(f"y: expected shape ({m},), one label per input, got shape {values.shape}")
-    if values.shape[0] != m:
-        raise ValueError(f"y: has {values.shape[0]} labels but x has {m} inputs; they must match")
-    return values
-
-
 def _eval_mode(model):
     """Put ``model`` in eval mode; return a function restoring every submodule's mode."""
     previous = [(module, module.training) for module in model.modules()]
@@ -368,7 +348,7 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, max_
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     beta = _noise_beta(model, beta)
     m = _n_inputs(x)
-    labels = _check_labels(y, m)
+    labels = class_labels(y, m, name="y", rows="x")
     n_rep = positive_int(repeats, "repeats", allow_none=False)
     # Validate the estimator options now, before the sampling pass spends any time.
     positive_int(mc_samples, "mc_samples")
@@ -544,7 +524,7 @@ class InformationPlane:
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         self.beta = _noise_beta(model, beta)  # fail now rather than at the first record
         self.n_inputs = _n_inputs(x)
-        labels = _check_labels(y, self.n_inputs)
+        labels = class_labels(y, self.n_inputs, name="y", rows="x")
         if (epochs is None) == (max_epoch is None):
             raise ValueError("epochs, max_epoch: give exactly one (an explicit list, or the last epoch "
                              "of a log-spaced schedule)")

@@ -19,11 +19,11 @@ include the plug-in error of using finitely many samples of S.
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 
 from ._intake import (
+    class_labels,
     FloatArray,
     beta_for_dtype,
     float_array,
@@ -49,37 +49,6 @@ def _samples(samples, ndims: tuple[int, ...], hint: str) -> FloatArray:
         wanted = " or ".join(f"{n}-D" for n in ndims)
         raise ValueError(f"samples: expected a {wanted} array {hint}, got shape {arr.shape}")
     return arr
-
-
-def _labels(labels, m: int) -> np.ndarray:
-    """Integer (or bool) labels of shape (m,) as a host numpy array."""
-    torch = sys.modules.get("torch")
-    if isinstance(labels, np.ndarray):
-        values = labels
-        ok = values.dtype.kind in "iub"
-        dtype_name = str(values.dtype)
-    elif torch is not None and isinstance(labels, torch.Tensor):
-        ok = not (labels.dtype.is_floating_point or labels.dtype.is_complex)  # ints and bool
-        dtype_name = str(labels.dtype)
-        values = labels.detach().cpu().numpy() if ok else None
-    else:
-        raise TypeError(f"labels: expected a numpy.ndarray or torch.Tensor, got {type(labels).__name__}")
-    if not ok:
-        raise TypeError(
-            f"labels: expected an integer (or bool) array of class labels, got dtype {dtype_name}; "
-            "convert explicitly, e.g. labels.astype(numpy.int64)"
-        )
-    if values.ndim != 1:
-        hint = " (use labels.ravel())" if values.ndim == 2 and 1 in values.shape else ""
-        raise ValueError(
-            f"labels: expected shape ({m},), one label per input, got shape {values.shape}{hint}"
-        )
-    if values.shape[0] != m:
-        raise ValueError(
-            f"labels: has {values.shape[0]} entries but samples has {m} inputs (samples.shape[0]); "
-            "they must match"
-        )
-    return values
 
 
 # ---------------------------------------------------------------------------------------
@@ -311,7 +280,7 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, max_centers=None, base=None
     """
     arr = _samples(samples, (2, 3), "(m inputs, R samples each, d), or (m, d) for R = 1")
     m = arr.shape[0]
-    y = _labels(labels, m)
+    y = class_labels(labels, m)
     beta = beta_for_dtype(beta, arr.dtype)
     k_user = positive_int(mc_samples, "mc_samples")
     max_centers = positive_int(max_centers, "max_centers")
