@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ._intake import class_labels, log_of_base, make_rng, positive_int, unit_name
-from .experiments._io import new_figure, save_figure, write_csv, write_json
+from ._output import new_figure, save_figure, write_csv, write_json
 from .mutual_information import mi_xt, mi_yt
 from .nn import named_noise_modules
 from .sampling import sample_layers

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import new_figure, output_dir, save_figure, stoppable, write_csv, write_json
+from .._output import new_figure, output_dir, save_figure, stoppable, write_csv, write_json
 from .szt import (DEFAULT_EPOCHS, DEFAULT_POINTS, WIDTHS, Trainer, run_training, seed_streams, split_dataset,
                   torch_threads)
 

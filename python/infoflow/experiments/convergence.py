@@ -43,7 +43,7 @@ from scipy.special import digamma, gammaln
 
 from .._intake import make_rng
 from ..entropy import mixture_entropy
-from ._io import new_figure, output_dir, save_figure, stoppable, write_csv, write_json
+from .._output import new_figure, output_dir, save_figure, stoppable, write_csv, write_json
 from .single_neuron import mixture_entropy_1d
 
 __all__ = ["corner_samples", "true_entropy", "log_unit_ball_volume", "knn_entropy", "n_grid", "run",

@@ -45,7 +45,7 @@ from scipy import integrate
 
 from .._intake import make_rng
 from ..entropy import mixture_entropy, noise_entropy
-from ._io import new_figure, output_dir, save_figure, stoppable, write_csv, write_json
+from .._output import new_figure, output_dir, save_figure, stoppable, write_csv, write_json
 
 __all__ = [
     "X_VALUES",

@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from ._io import output_dir, stoppable, write_csv, write_json
+from .._output import output_dir, stoppable, write_csv, write_json
 
 __all__ = ["run", "add_arguments", "split_dataset", "Trainer", "run_training", "torch_threads", "WIDTHS"]
 
@@ -184,7 +184,7 @@ def run_training(trainer: Trainer, epochs: int, at_epoch: Callable[[int], str | 
 
     ``at_epoch(0)`` sees the initial weights; a string it returns is shown in the progress
     bar (which counts the epochs).  Ctrl-C propagates (the caller wraps this in
-    :func:`~infoflow.experiments._io.stoppable`); ``trainer.epochs_done`` then says how
+    :func:`~infoflow._output.stoppable`); ``trainer.epochs_done`` then says how
     far training got.
     """
     from tqdm import tqdm

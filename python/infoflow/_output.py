@@ -1,4 +1,4 @@
-"""Output helpers shared by the experiments: folders, CSV, JSON, figures, Ctrl-C."""
+"""Output helpers for results and figures: folders, CSV, JSON, matplotlib figures without pyplot, Ctrl-C."""
 
 from __future__ import annotations
 
