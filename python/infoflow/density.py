@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from . import _backend
-from ._intake import FloatArray, beta_for_dtype, float_array, positive_int, same_family
+from ._intake import beta_for_dtype, float_array, positive_int, same_family
 
 __all__ = ["log_density", "gaussian_lse"]
 

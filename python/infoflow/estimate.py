@@ -113,8 +113,3 @@ class Bounds(NamedTuple):
 def as_result(x: np.ndarray) -> ArrayOrFloat:
     """A 0-d result as a Python float, anything else as an array."""
     return float(x) if np.ndim(x) == 0 else x
-
-
-def nats_to(value, log_base: float):
-    return value / log_base if log_base != 1.0 else value
-

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 from dataclasses import dataclass
-from typing import Callable
 
-__all__ = ["Experiment", "EXPERIMENTS", "register", "load"]
+__all__ = ["Experiment", "EXPERIMENTS", "register"]
 
 
 @dataclass(frozen=True)
