@@ -2,8 +2,10 @@
 // (python/infoflow/_intake.py); the checks here only guard the C++ from misuse.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -35,7 +37,9 @@ infoflow::cpu::StridedView3<T> view3(const py::array_t<T>& a, const char* name) 
 
 template <class T>
 py::array_t<T> log_density(const py::array_t<T>& queries, const py::array_t<T>& centers,
-                           double beta, int num_threads, const std::string& isa) {
+                           double beta, int num_threads, const std::string& isa,
+                           const std::string& screen,
+                           const std::optional<py::array_t<std::int64_t>>& near_centre) {
   infoflow::cpu::Problem<T> p{view3(queries, "queries"), view3(centers, "centers"), nullptr,
                               0, 0, 0, 0, beta, num_threads};
   p.batch = queries.shape(0);
@@ -47,6 +51,17 @@ py::array_t<T> log_density(const py::array_t<T>& queries, const py::array_t<T>& 
   if (p.n < 1 || p.d < 1) throw std::invalid_argument("centers: need n >= 1 and d >= 1");
   if (!(std::isfinite(beta) && beta > 0)) throw std::invalid_argument("beta: must be > 0");
   const auto chosen = infoflow::cpu::parse_isa(isa);
+  p.screen = infoflow::cpu::parse_screen(screen);
+  if (near_centre) {
+    const auto& hint = *near_centre;
+    if (hint.ndim() != 1 || hint.shape(0) != p.m || (p.m > 1 && hint.strides(0) != sizeof(std::int64_t)))
+      throw std::invalid_argument("near_centre: must be a contiguous (m,) int64 array");
+    const std::int64_t* index = hint.data();
+    for (py::ssize_t i = 0; i < p.m; ++i)
+      if (index[i] < 0 || index[i] >= p.n)
+        throw std::invalid_argument("near_centre: indices must lie in [0, n)");
+    p.near_centre = index;
+  }
 
   py::array_t<T> out({p.batch, p.m});
   p.out = out.mutable_data();
@@ -104,10 +119,10 @@ PYBIND11_MODULE(_core, m) {
       "and centers (B, n, d) of one float dtype; returns a (B, m) array of that dtype.";
   m.def("log_density", &log_density<float>, doc, py::arg("queries").noconvert(),
         py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
-        py::arg("isa") = "auto");
+        py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none());
   m.def("log_density", &log_density<double>, doc, py::arg("queries").noconvert(),
         py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
-        py::arg("isa") = "auto");
+        py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none());
   m.def("build_info", &build_info, "How this _core was built and what the CPU supports.");
   m.def("isa_supported", [](const std::string& name) {
     try {

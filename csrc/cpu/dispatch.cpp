@@ -69,6 +69,13 @@ Isa parse_isa(const std::string& name) {
                               name + "'");
 }
 
+Screen parse_screen(const std::string& name) {
+  if (name == "auto") return Screen::automatic;
+  if (name == "off") return Screen::off;
+  if (name == "always") return Screen::always;
+  throw std::invalid_argument("screen: expected 'auto', 'off' or 'always', got '" + name + "'");
+}
+
 template <class T>
 bool log_density(const Problem<T>& problem, Isa isa, const Interrupt& interrupt) {
   switch (isa) {

@@ -16,6 +16,17 @@
 // log-sum-exp state with one rescale.  The task's distance buffer is 64 x 256 values;
 // no m x n buffer ever exists.
 //
+// GEMM-form screen.  At small beta almost every block is negligible next to the nearest
+// centre (its terms underflow), yet the direct form pays two operations per coordinate
+// to find that out.  The expanded form ||q||^2 + ||c||^2 - 2 q.c costs one FMA per
+// coordinate (~1.5x faster here) but cancels catastrophically, so its values never enter
+// a sum: it only serves as a proof.  With a rigorous bound E on its rounding error, a
+// register tile of queries skips a block when, for each query, the expanded distance
+// minus E exceeds the nearest distance so far by more than kNegligible / scale, the
+// same test the direct path applies.  Every term that is added is a direct-form value,
+// so the float32 accuracy is the direct form's at any beta.  A task screens only while
+// most of its recent blocks were negligible, so large beta pays (almost) nothing for it.
+//
 // No include guard: each ISA translation unit includes this once, inside its own namespace.
 
 #include <algorithm>
@@ -68,6 +79,13 @@ template <class T>
 constexpr T kNegligible = T(87);
 template <>
 constexpr double kNegligible<double> = 708.0;
+
+// The screen runs for d >= kScreenMinDim (at d = 1 it costs as much as the direct form)
+// while a task's moving average of skippable tiles exceeds kScreenWorthwhile: screening
+// a block costs about 2/3 of computing it.
+constexpr index_t kScreenMinDim = 2;
+constexpr double kScreenWorthwhile = 0.7;
+constexpr double kScreenMemory = 0.75;  // weight of the past in that average
 
 template <class V, class S>
 inline V splat(S s) {
@@ -171,21 +189,61 @@ inline void distance_tile(const T* __restrict q, const T* __restrict group, inde
     for (int v = 0; v < kTileV; ++v) store(out + a * ld + v * L, acc[a][v]);
 }
 
+// The GEMM-form screen of one group for tile_q queries: smin[a * L + l] becomes the
+// minimum over lane l's centres so far of fl(||c_j||^2 - 2 q_a.c_j), with ||c_j||^2 from
+// `group_norms` (+inf for padding).  Rounding error: see screen_error_factor.
+template <class T>
+inline void screen_tile(const T* __restrict q, const T* __restrict group,
+                        const T* __restrict group_norms, index_t d, T* __restrict smin) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
+  V acc[kTileQ][kTileV];
+  for (int a = 0; a < kTileQ; ++a)
+    for (int v = 0; v < kTileV; ++v) acc[a][v] = V{};
+  for (index_t k = 0; k < d; ++k) {
+    V c[kTileV];
+    for (int v = 0; v < kTileV; ++v) c[v] = load<V>(group + (k * kTileV + v) * L);
+    for (int a = 0; a < kTileQ; ++a) {
+      const V qk = splat<V>(q[a * d + k]);
+      for (int v = 0; v < kTileV; ++v) acc[a][v] += c[v] * qk;
+    }
+  }
+  for (int a = 0; a < kTileQ; ++a) {
+    V m = load<V>(smin + a * L);
+    for (int v = 0; v < kTileV; ++v) m = vmin(m, load<V>(group_norms + v * L) - acc[a][v] * T(2));
+    store(smin + a * L, m);
+  }
+}
+
+// E / (||q||^2 + max_j ||c_j||^2), a bound on the screen's relative rounding error, with
+// u the unit roundoff of T: each lane's dot product q.c accumulates d products in
+// sequence, |error| <= gamma_d sum_k |q_k c_k| <= gamma_d (||q||^2 + ||c||^2) / 2 with
+// gamma_d = d u / (1 - d u); the rounding of ||c||^2 to T and the final FMA add
+// u ||c||^2 + 2u (||q||^2 + ||c||^2) at most.  Twice (d + 4) u covers it all for
+// d u < 0.01, where the screen is allowed.
+template <class T>
+constexpr double screen_error_factor(index_t d) {
+  return 2.0 * static_cast<double>(d + 4) * (std::numeric_limits<T>::epsilon() / 2);
+}
+
 // Fold `count` squared distances (a multiple of the lane count; padding holds +inf)
 // into one query's log-sum-exp state: one min pass, one exp pass, one rescale.
+// `nearest_bound` is an upper bound on the query's nearest squared distance (see
+// run); returns true when the block was negligible (nothing was added).
 template <class T>
-inline void fold_block(const T* __restrict dist, index_t count, LseState& state,
-                       T neg_scale, double scale) {
+inline bool fold_block(const T* __restrict dist, index_t count, LseState& state,
+                       double nearest_bound, T neg_scale, double scale) {
   using V = typename Simd<T>::V;
   constexpr int L = Simd<T>::lanes;
   V vm = splat<V>(std::numeric_limits<T>::infinity());
   for (index_t j = 0; j < count; j += L) vm = vmin(vm, load<V>(dist + j));
   T block_min = vm[0];
   for (int l = 1; l < L; ++l) block_min = std::min(block_min, vm[l]);
-  if (!(block_min < std::numeric_limits<T>::infinity())) return;  // all padding
+  if (!(block_min < std::numeric_limits<T>::infinity())) return true;  // all padding
   // A block far beyond the nearest centre so far adds nothing representable: at small
   // beta this skips the exp pass for most blocks.
-  if ((static_cast<double>(block_min) - state.dmin) * scale > kNegligible<T>) return;
+  const double nearest = std::min(state.dmin, nearest_bound);
+  if ((static_cast<double>(block_min) - nearest) * scale > kNegligible<T>) return true;
   // The state's minimum came from a T value too, so this is exact in T.
   const T new_min = static_cast<T>(std::min(state.dmin, static_cast<double>(block_min)));
   const V shift = splat<V>(new_min);
@@ -200,6 +258,7 @@ inline void fold_block(const T* __restrict dist, index_t count, LseState& state,
   double block_sum = 0.0;
   for (int l = 0; l < L; ++l) block_sum += static_cast<double>(total[l]);
   lse_fold(state, static_cast<double>(new_min), block_sum, scale);
+  return false;
 }
 
 template <class T>
@@ -220,8 +279,17 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
   const int threads = small ? 1 : p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
 #endif
 
-  // Pack the centres: [batch][group][k][G], zero-padded past n.
+  const index_t blocks = (groups + block_groups - 1) / block_groups;
+  const double screen_factor = screen_error_factor<T>(d);
+  const bool may_screen =
+      screen_factor < 0.02 && (p.screen == Screen::always ||
+                               (p.screen == Screen::automatic && d >= kScreenMinDim));
+
+  // Pack the centres: [batch][group][k][G], zero-padded past n.  For the screen, also
+  // their squared norms ([batch][group][G], +inf past n) and each block's largest norm.
   AlignedArray<T> packed(p.batch * groups * d * G);
+  AlignedArray<T> norms(may_screen ? p.batch * groups * G : 0);
+  std::unique_ptr<double[]> block_max_norm(may_screen ? new double[p.batch * blocks]() : nullptr);
   const index_t pack_items = p.batch * groups;
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
@@ -235,6 +303,22 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
         for (index_t k = 0; k < d; ++k) dst[k * G + j] = p.centers(b, c, k);
       } else {
         for (index_t k = 0; k < d; ++k) dst[k * G + j] = T(0);
+      }
+    }
+    if (may_screen) {
+      for (index_t j = 0; j < G; ++j) {
+        double norm = 0.0;
+        for (index_t k = 0; k < d; ++k) norm += static_cast<double>(dst[k * G + j]) * dst[k * G + j];
+        norms.ptr[item * G + j] =
+            g * G + j < p.n ? static_cast<T>(norm) : std::numeric_limits<T>::infinity();
+      }
+    }
+  }
+  if (may_screen) {
+    for (index_t b = 0; b < p.batch; ++b) {
+      for (index_t c = 0; c < p.n; ++c) {
+        double& block_max = block_max_norm[b * blocks + c / block_width];
+        block_max = std::max(block_max, static_cast<double>(norms.ptr[b * groups * G + c]));
       }
     }
   }
@@ -253,7 +337,6 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
   const index_t query_tasks = p.batch * tasks_per_batch;
   // Too few query blocks to occupy the threads (a few queries against many centres):
   // split the centres into segments as well and merge the partial states at the end.
-  const index_t blocks = (groups + block_groups - 1) / block_groups;
   const index_t segments =
       std::min(blocks, std::max<index_t>(1, want_tasks / std::max<index_t>(query_tasks, 1)));
   const index_t tasks = query_tasks * segments;
@@ -275,6 +358,11 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
     AlignedArray<T> qbuf(per_task * d);
     AlignedArray<T> dist(per_task * block_width);
     std::unique_ptr<LseState[]> state(new LseState[per_task]);
+    // Screen buffers: squared query norms, per-lane screen minima, tiles to skip.
+    std::unique_ptr<double[]> qnorm(new double[per_task]);
+    std::unique_ptr<double[]> nearest_bound(new double[per_task]);
+    AlignedArray<T> smin(may_screen ? per_task * L : 0);
+    std::unique_ptr<bool[]> skip(new bool[per_task / kTileQ]);
 
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -288,6 +376,7 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
       const index_t end_group = std::min(groups, (segment + 1) * blocks / segments * block_groups);
       const index_t rows = std::min(per_task, p.m - i0);
       const index_t rows_padded = (rows + kTileQ - 1) / kTileQ * kTileQ;
+      const index_t tiles = rows_padded / kTileQ;
       for (index_t a = 0; a < rows_padded; ++a) {
         state[a] = lse_empty();
         T* row = qbuf.ptr + a * d;
@@ -296,8 +385,31 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
         } else {
           std::fill(row, row + d, T(0));
         }
+        double norm = 0.0;
+        for (index_t k = 0; k < d; ++k) norm += static_cast<double>(row[k]) * row[k];
+        qnorm[a] = norm;
+        // Blocks far beyond the nearest centre are skipped, but a query meets its nearest
+        // centre only somewhere along the way.  One centre that is likely near (the one
+        // a Monte Carlo query was drawn around: the caller's hint, else i n / m) gives an
+        // upper bound from the start; the factor covers the float rounding of the same
+        // distance in the tiles.
+        nearest_bound[a] = std::numeric_limits<double>::infinity();
+        if (a < rows) {
+          const index_t i = i0 + a;
+          const index_t j = p.near_centre != nullptr
+                                ? p.near_centre[i]
+                                : std::min(p.n - 1, static_cast<index_t>(static_cast<double>(i) * p.n / p.m));
+          double dist_j = 0.0;
+          for (index_t k = 0; k < d; ++k) {
+            const double diff = static_cast<double>(row[k]) - p.centers(b, j, k);
+            dist_j += diff * diff;
+          }
+          nearest_bound[a] = dist_j * (1.0 + screen_error_factor<T>(d));
+        }
       }
       const T* batch_groups = packed.ptr + b * groups * d * G;
+      // Moving average of the fraction of tiles a block let us skip.
+      double skippable = 0.5;
 
       for (index_t g0 = first_group; g0 < end_group; g0 += block_groups) {
         if (polls && clock::now() - last_poll > std::chrono::milliseconds(50)) {
@@ -308,17 +420,54 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
         const index_t g1 = std::min(end_group, g0 + block_groups);
         const index_t width = (g1 - g0) * G;
         const index_t valid = std::min(width, p.n - g0 * G);
+        const bool screen =
+            may_screen && (p.screen == Screen::always || skippable > kScreenWorthwhile);
+        std::fill(skip.get(), skip.get() + tiles, false);
+        if (screen) {
+          std::fill(smin.ptr, smin.ptr + rows_padded * L, std::numeric_limits<T>::infinity());
+          for (index_t g = g0; g < g1; ++g) {
+            const T* group = batch_groups + g * d * G;
+            const T* group_norms = norms.ptr + (b * groups + g) * G;
+            for (index_t a0 = 0; a0 < rows_padded; a0 += kTileQ)
+              screen_tile(qbuf.ptr + a0 * d, group, group_norms, d, smin.ptr + a0 * L);
+          }
+          const double block_norm = block_max_norm[b * blocks + g0 / block_groups];
+          for (index_t t = 0; t < tiles; ++t) {
+            bool negligible = true;
+            for (index_t a = t * kTileQ; a < std::min(rows, (t + 1) * kTileQ) && negligible; ++a) {
+              T lane_min = smin.ptr[a * L];
+              for (int l = 1; l < L; ++l) lane_min = std::min(lane_min, smin.ptr[a * L + l]);
+              // A lower bound on every squared distance of query a to the block.
+              const double lower = qnorm[a] + static_cast<double>(lane_min) -
+                                   screen_factor * (qnorm[a] + block_norm);
+              negligible =
+                  (lower - std::min(state[a].dmin, nearest_bound[a])) * scale > kNegligible<T>;
+            }
+            skip[t] = negligible;
+          }
+        }
         for (index_t g = g0; g < g1; ++g) {
           const T* group = batch_groups + g * d * G;
-          for (index_t a0 = 0; a0 < rows_padded; a0 += kTileQ)
-            distance_tile(qbuf.ptr + a0 * d, group, d, dist.ptr + a0 * block_width + (g - g0) * G,
-                          block_width);
+          for (index_t t = 0; t < tiles; ++t)
+            if (!skip[t])
+              distance_tile(qbuf.ptr + t * kTileQ * d, group, d,
+                            dist.ptr + t * kTileQ * block_width + (g - g0) * G, block_width);
         }
-        for (index_t a = 0; a < rows_padded; ++a) {
-          T* drow = dist.ptr + a * block_width;
-          std::fill(drow + valid, drow + width, std::numeric_limits<T>::infinity());
-          fold_block(drow, width, state[a], neg_scale, scale);
+        index_t negligible_tiles = 0;
+        for (index_t t = 0; t < tiles; ++t) {
+          bool negligible = true;
+          if (!skip[t]) {
+            for (index_t a = t * kTileQ; a < std::min(rows, (t + 1) * kTileQ); ++a) {
+              T* drow = dist.ptr + a * block_width;
+              std::fill(drow + valid, drow + width, std::numeric_limits<T>::infinity());
+              negligible &= fold_block(drow, width, state[a], nearest_bound[a], neg_scale, scale);
+            }
+          }
+          // While screening, count what the screen proved: a loose bound stops it.
+          negligible_tiles += screen ? skip[t] : negligible;
         }
+        skippable = kScreenMemory * skippable +
+                    (1.0 - kScreenMemory) * static_cast<double>(negligible_tiles) / tiles;
       }
       if (segments > 1) {
         std::copy(state.get(), state.get() + rows, partial.get() + task * per_task);

@@ -17,6 +17,11 @@ struct StridedView3 {
   }
 };
 
+// The GEMM-form screen of the CPU kernel (see lse_kernel.hpp): `automatic` uses it for
+// d >= 16 while it pays, `off` never, `always` on every block (for tests).
+enum class Screen { automatic = 0, off = 1, always = 2 };
+Screen parse_screen(const std::string& name);  // "auto", "off", "always"
+
 template <class T>
 struct Problem {
   StridedView3<T> queries;  // (batch, m, d)
@@ -25,6 +30,9 @@ struct Problem {
   index_t batch, m, n, d;
   double beta;
   int num_threads;  // <= 0: the OpenMP default
+  Screen screen = Screen::automatic;
+  // Optional, length m: for query i, a centre likely to be near it (a speed hint only).
+  const index_t* near_centre = nullptr;
 };
 
 // Called by the calling thread every few tens of milliseconds; returns true to cancel

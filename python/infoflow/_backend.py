@@ -42,6 +42,20 @@ def simd_level() -> str:
     return wanted
 
 
+_SCREEN_CHOICES = ("auto", "off", "always")
+
+
+def gemm_screen() -> str:
+    """The CPU kernel's GEMM-form screen: ``INFOFLOW_GEMM_SCREEN`` when set (for tests and
+    benchmarks: ``off`` or ``always``), else ``auto``."""
+    wanted = os.environ.get("INFOFLOW_GEMM_SCREEN", "auto").strip().lower() or "auto"
+    if wanted not in _SCREEN_CHOICES:
+        warnings.warn(f"INFOFLOW_GEMM_SCREEN={wanted!r} is not one of {_SCREEN_CHOICES}; using 'auto'",
+                      stacklevel=3)
+        return "auto"
+    return wanted
+
+
 def build_info() -> dict[str, Any]:
     """How the compiled extensions were built and what this machine offers.
 
@@ -69,7 +83,7 @@ def log_density_3d(queries: FloatArray, centers: FloatArray, beta: float, num_th
     """Kernel call on validated 3-D arrays of one type, dtype and device."""
     if queries.on_cuda:
         return _log_density_cuda(queries.data, centers.data, beta)
-    out = _core.log_density(queries.data, centers.data, beta, num_threads or 0, simd_level())
+    out = _core.log_density(queries.data, centers.data, beta, num_threads or 0, simd_level(), gemm_screen())
     if queries.kind == "torch":
         import torch
 
