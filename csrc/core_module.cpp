@@ -36,10 +36,11 @@ infoflow::cpu::StridedView3<T> view3(const py::array_t<T>& a, const char* name) 
 }
 
 template <class T>
-py::array_t<T> log_density(const py::array_t<T>& queries, const py::array_t<T>& centers,
-                           double beta, int num_threads, const std::string& isa,
-                           const std::string& screen,
-                           const std::optional<py::array_t<std::int64_t>>& near_centre) {
+py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& centers,
+                       double beta, int num_threads, const std::string& isa,
+                       const std::string& screen,
+                       const std::optional<py::array_t<std::int64_t>>& near_centre,
+                       bool return_stats) {
   infoflow::cpu::Problem<T> p{view3(queries, "queries"), view3(centers, "centers"), nullptr,
                               0, 0, 0, 0, beta, num_threads};
   p.batch = queries.shape(0);
@@ -65,14 +66,22 @@ py::array_t<T> log_density(const py::array_t<T>& queries, const py::array_t<T>& 
 
   py::array_t<T> out({p.batch, p.m});
   p.out = out.mutable_data();
-  if (p.batch * p.m == 0) return out;
-  bool finished;
-  {
-    py::gil_scoped_release release;
-    finished = infoflow::cpu::log_density(p, chosen, {&python_signal_pending, nullptr});
+  infoflow::cpu::ScreenStats stats;
+  p.stats = &stats;
+  if (p.batch * p.m > 0) {
+    bool finished;
+    {
+      py::gil_scoped_release release;
+      finished = infoflow::cpu::log_density(p, chosen, {&python_signal_pending, nullptr});
+    }
+    if (!finished) throw py::error_already_set();  // KeyboardInterrupt (or another signal's error)
   }
-  if (!finished) throw py::error_already_set();  // KeyboardInterrupt (or another signal's error)
-  return out;
+  if (!return_stats) return std::move(out);
+  py::dict screen_stats;
+  screen_stats["tile_blocks"] = stats.tile_blocks;
+  screen_stats["screened"] = stats.screened;
+  screen_stats["skipped"] = stats.skipped;
+  return py::make_tuple(out, screen_stats);
 }
 
 py::dict build_info() {
@@ -116,13 +125,18 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "infoflow CPU core: exact batched Gaussian log-sum-exp (C++/OpenMP/SIMD)";
   const char* doc =
       "out[b, i] = log sum_j exp(-||q[b,i] - c[b,j]||^2 / (2 beta^2)) for queries (B, m, d)\n"
-      "and centers (B, n, d) of one float dtype; returns a (B, m) array of that dtype.";
+      "and centers (B, n, d) of one float dtype; returns a (B, m) array of that dtype.\n"
+      "screen: the GEMM-form screen, 'auto', 'off' or 'always'.  near_centre: optional (m,)\n"
+      "int64 indices of centres likely near each query (a speed hint).  return_stats: also\n"
+      "return a dict of what the screen did (tile_blocks, screened, skipped).";
   m.def("log_density", &log_density<float>, doc, py::arg("queries").noconvert(),
         py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
-        py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none());
+        py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none(),
+        py::arg("return_stats") = false);
   m.def("log_density", &log_density<double>, doc, py::arg("queries").noconvert(),
         py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
-        py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none());
+        py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none(),
+        py::arg("return_stats") = false);
   m.def("build_info", &build_info, "How this _core was built and what the CPU supports.");
   m.def("isa_supported", [](const std::string& name) {
     try {

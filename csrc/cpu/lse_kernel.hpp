@@ -343,6 +343,7 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
   std::unique_ptr<LseState[]> partial(segments > 1 ? new LseState[tasks * per_task] : nullptr);
 
   std::atomic<bool> cancelled{false};
+  std::atomic<index_t> tile_blocks{0}, screened_tiles{0}, skipped_tiles{0};
   using clock = std::chrono::steady_clock;
   auto last_poll = clock::now();
 
@@ -363,6 +364,7 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
     std::unique_ptr<double[]> nearest_bound(new double[per_task]);
     AlignedArray<T> smin(may_screen ? per_task * L : 0);
     std::unique_ptr<bool[]> skip(new bool[per_task / kTileQ]);
+    index_t my_tile_blocks = 0, my_screened = 0, my_skipped = 0;
 
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
@@ -408,8 +410,9 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
         }
       }
       const T* batch_groups = packed.ptr + b * groups * d * G;
-      // Moving average of the fraction of tiles a block let us skip.
-      double skippable = 0.5;
+      // Moving average of the fraction of tiles a block let us skip.  The first block
+      // runs in full; if it was negligible, the screen starts with the second.
+      double skippable = kScreenWorthwhile;
 
       for (index_t g0 = first_group; g0 < end_group; g0 += block_groups) {
         if (polls && clock::now() - last_poll > std::chrono::milliseconds(50)) {
@@ -423,7 +426,9 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
         const bool screen =
             may_screen && (p.screen == Screen::always || skippable > kScreenWorthwhile);
         std::fill(skip.get(), skip.get() + tiles, false);
+        my_tile_blocks += tiles;
         if (screen) {
+          my_screened += tiles;
           std::fill(smin.ptr, smin.ptr + rows_padded * L, std::numeric_limits<T>::infinity());
           for (index_t g = g0; g < g1; ++g) {
             const T* group = batch_groups + g * d * G;
@@ -444,6 +449,7 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
                   (lower - std::min(state[a].dmin, nearest_bound[a])) * scale > kNegligible<T>;
             }
             skip[t] = negligible;
+            my_skipped += negligible;
           }
         }
         for (index_t g = g0; g < g1; ++g) {
@@ -476,8 +482,12 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
         for (index_t a = 0; a < rows; ++a) out[a] = static_cast<T>(lse_result(state[a], scale));
       }
     }
+    tile_blocks += my_tile_blocks;
+    screened_tiles += my_screened;
+    skipped_tiles += my_skipped;
   }
   if (cancelled.load()) return false;
+  if (p.stats != nullptr) *p.stats = {tile_blocks.load(), screened_tiles.load(), skipped_tiles.load()};
   if (segments > 1) {
     for (index_t query_task = 0; query_task < query_tasks; ++query_task) {
       const index_t b = query_task / tasks_per_batch;

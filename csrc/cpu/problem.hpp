@@ -22,6 +22,12 @@ struct StridedView3 {
 enum class Screen { automatic = 0, off = 1, always = 2 };
 Screen parse_screen(const std::string& name);  // "auto", "off", "always"
 
+// What the screen did, summed over a call (for tests and benchmarks): register tiles x
+// blocks in all, how many were screened, and how many of those were skipped.
+struct ScreenStats {
+  index_t tile_blocks = 0, screened = 0, skipped = 0;
+};
+
 template <class T>
 struct Problem {
   StridedView3<T> queries;  // (batch, m, d)
@@ -33,6 +39,7 @@ struct Problem {
   Screen screen = Screen::automatic;
   // Optional, length m: for query i, a centre likely to be near it (a speed hint only).
   const index_t* near_centre = nullptr;
+  ScreenStats* stats = nullptr;  // optional, filled in when given
 };
 
 // Called by the calling thread every few tens of milliseconds; returns true to cancel

@@ -79,11 +79,18 @@ def build_info() -> dict[str, Any]:
     return info
 
 
-def log_density_3d(queries: FloatArray, centers: FloatArray, beta: float, num_threads: int | None):
-    """Kernel call on validated 3-D arrays of one type, dtype and device."""
+def log_density_3d(queries: FloatArray, centers: FloatArray, beta: float, num_threads: int | None,
+                   *, near_centre: np.ndarray | None = None):
+    """Kernel call on validated 3-D arrays of one type, dtype and device.
+
+    ``near_centre`` (int64, one per query row, optional) names a centre likely to be near
+    each query, such as the centre a Monte Carlo query was drawn around.  It changes only
+    the speed: the CPU kernel uses it to bound each query's nearest distance early.
+    """
     if queries.on_cuda:
         return _log_density_cuda(queries.data, centers.data, beta)
-    out = _core.log_density(queries.data, centers.data, beta, num_threads or 0, simd_level(), gemm_screen())
+    out = _core.log_density(queries.data, centers.data, beta, num_threads or 0, simd_level(), gemm_screen(),
+                            near_centre)
     if queries.kind == "torch":
         import torch
 

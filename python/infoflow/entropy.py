@@ -104,9 +104,8 @@ def _chunks(batch: int, rows: int, dim: int):
                 yield b, b + 1, r0, min(rows, r0 + step)
 
 
-def _monte_carlo_queries(centers: FloatArray, b0, b1, rows: slice, mc_samples, beta, noise):
-    """q = s_i + beta * z for the rows r of the flattened (centre i = r // K, draw k)."""
-    owner = np.arange(rows.start, rows.stop) // mc_samples
+def _monte_carlo_queries(centers: FloatArray, b0, b1, owner: np.ndarray, beta, noise):
+    """q = s_i + beta * z for each query's centre i = owner[r]."""
     block = centers.data[b0:b1]
     if centers.on_cuda:
         import torch
@@ -194,9 +193,13 @@ def mixture_entropy(centers, beta, *, mc_samples=None, base=None, rng=None, num_
         chunks = tqdm(chunks, desc="mixture entropy", unit="chunk")
     for b0, b1, r0, r1 in chunks:
         noise = generator.standard_normal((b1 - b0, r1 - r0, d), dtype=c.dtype)
-        queries = _monte_carlo_queries(c3, b0, b1, slice(r0, r1), k, beta, noise)
+        owner = np.arange(r0, r1, dtype=np.int64) // k  # row r of the flattened (centre, draw)
+        queries = _monte_carlo_queries(c3, b0, b1, owner, beta, noise)
         centres_block = FloatArray(c3.data[b0:b1], c.kind, c.device, c.dtype, (b1 - b0, n, d))
-        lse = _backend.to_numpy(_backend.log_density_3d(queries, centres_block, beta, threads))
+        # Each query's own centre bounds its nearest distance: at small beta the kernel
+        # then skips almost every other centre from the first block on.
+        lse = _backend.to_numpy(
+            _backend.log_density_3d(queries, centres_block, beta, threads, near_centre=owner))
         moments.update(b0, b1, normaliser - lse.astype(np.float64))  # -log g at each query
 
     value = moments.mean.reshape(batch_shape) / log_base
