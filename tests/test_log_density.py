@@ -117,6 +117,28 @@ def test_float32_accuracy_at_small_beta(isa, rng, d):
         assert relative_error(out, lse_reference(queries, centres, beta)) <= 2e-5
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vectorised_exp_is_accurate_to_a_few_ulp(isa, dtype):
+    """The kernel's exp, isolated: a query on one centre (term exactly 1) and a second
+    centre whose term is y = exp(x), x = -D * scale, so the result is log(1 + y).  Beyond
+    the rounding of 1 + y (in double) and of the result, the error must be a few ulp of
+    y.  x spans [-25, 0]: every table entry and many binary exponents, with y large
+    enough for its error to show."""
+    eps = np.finfo(dtype).eps / 2
+    x = np.concatenate([np.linspace(0.0, 25.0, 20001), np.random.default_rng(5).uniform(0, 25.0, 20000)])
+    beta = math.sqrt(0.5)
+    centres = np.zeros((x.size, 2, 1), dtype=dtype)
+    centres[:, 1, 0] = np.sqrt(x)
+    queries = np.zeros((x.size, 1, 1), dtype=dtype)
+    out = infoflow.gaussian_lse(queries, centres, beta)[:, 0].astype(np.float64)
+    # The exponent exactly as the kernel forms it: fl(fl(c * c) * -scale) in dtype.
+    c = centres[:, 1, 0]
+    y = np.exp((-((c * c) * dtype(0.5 / (beta * beta)))).astype(np.float64))
+    expected = np.log1p(y)
+    ulps_of_y = (np.abs(out - expected) - eps * expected - 2.0**-52) / (eps * y)
+    assert np.max(ulps_of_y) <= 4.0
+
+
 def test_online_max_rescales_across_blocks(isa):
     # Far centres come first, the nearest last: the running maximum changes many times
     # and every earlier partial sum must be rescaled, not overflow or vanish.

@@ -126,6 +126,42 @@ inline vfloat vexp(vfloat x) {
   return y * (vfloat)((ki + 127) << 23);
 }
 
+#if INFOFLOW_VEC_BYTES == 64
+// e^x for x <= 0 in double, with AVX-512's two-register permute as a 16-entry table:
+// x = (16 e + j) ln2/16 + r with |r| <= ln2/32, e^x = 2^e 2^(j/16) e^r, and
+// e^r = 1 + r + r^2 P(r) with P of degree 4 interpolating (e^r - 1 - r) / r^2 at the
+// Chebyshev nodes (coefficients from 60-digit arithmetic; 0.25 ulp before the final
+// roundings).  About 20% fewer operations than the table-free version below, which
+// matters because the exp pass is half of the double kernel's time at small d.
+// Arguments below -708 return about 1e-308.
+inline vdouble vexp(vdouble x) {
+  const vdouble lo = splat<vdouble>(-708.0);
+  x = x > lo ? x : lo;
+  const vdouble magic = splat<vdouble>(6755399441055744.0);  // 1.5 * 2^52: rounds to integer
+  const vdouble t = x * 23.083120654223414518 + magic;   // 16 / ln 2
+  const vdouble k = t - magic;
+  vdouble r = x - k * 0.04332169878489367;  // ln2/16 split: 36 bits, so k * hi is exact
+  r = r - k * 1.0291218489310675801e-13;
+  vdouble p = splat<vdouble>(0.0013889034348599463469);
+  p = p * r + 0.0083334497012534567511;
+  p = p * r + 0.041666666664960449688;
+  p = p * r + 0.1666666666530169086;
+  p = p * r + 0.5;
+  const vdouble expm1_r = p * (r * r) + r;
+  const vint64 ki = (vint64)t - (vint64)magic;  // the integer 16 e + j
+  const vdouble table_lo = {1.0, 1.0442737824274138403, 1.0905077326652576592,
+                            1.1387886347566916537, 1.1892071150027210667, 1.2418578120734840486,
+                            1.2968395546510096659, 1.3542555469368927283};
+  const vdouble table_hi = {1.4142135623730950488, 1.4768261459394993114, 1.5422108254079408236,
+                            1.6104903319492543082, 1.6817928305074290861, 1.7562521603732994831,
+                            1.8340080864093424635, 1.9152065613971472939};
+  const vdouble two_j16 = __builtin_shuffle(table_lo, table_hi, ki & 15);  // 2^(j/16)
+  const vdouble y = two_j16 * expm1_r + two_j16;
+  // Multiply by 2^e by adding e to the exponent field (e = floor(ki / 16)).
+  typedef std::uint64_t vuint64 __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
+  return (vdouble)((vuint64)y + ((vuint64)(ki >> 4) << 52));
+}
+#else
 // e^x for x <= 0 in double: the same reduction, then e^r = 1 + r + r^2 P(r) with P of
 // degree 9 interpolating (e^r - 1 - r) / r^2 at the Chebyshev nodes of |r| <= ln(2)/2
 // (coefficients computed in 50-digit arithmetic; < 1 ulp, two terms fewer than Taylor).
@@ -152,6 +188,7 @@ inline vdouble vexp(vdouble x) {
   const vint64 ki = (vint64)t - (vint64)magic;
   return y * (vdouble)((ki + 1023) << 52);
 }
+#endif
 
 template <class T>
 struct AlignedArray {
