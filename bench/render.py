@@ -4,9 +4,10 @@ Usage (from the repository root, after the runs listed in ``conftest.py``)::
 
     python bench/render.py --headline bench/results/headline.json \\
         --grid bench/results/grid.json --end-to-end bench/results/end_to_end.json \\
-        --scaling bench/results/scaling.json [--update-readme README.md]
+        --scaling bench/results/scaling.json --screen bench/results/screen.json \\
+        [--update-readme README.md]
 
-Any subset of the four inputs may be given.  Prints the Markdown; with ``--grid``
+Any subset of the five inputs may be given.  Prints the Markdown; with ``--grid``
 also writes ``grid.png`` (time against n per method, one panel per d, float32) next
 to the grid JSON, or to ``--grid-png``.  ``--update-readme FILE`` replaces the text
 between ``<!-- bench:begin -->`` and ``<!-- bench:end -->`` in FILE (nothing else)
@@ -363,11 +364,12 @@ def main(argv=None):
     parser.add_argument("--grid-png", help="grid plot path (default: grid.png next to --grid)")
     parser.add_argument("--end-to-end", help="JSON of the end-to-end suite (-m end_to_end)")
     parser.add_argument("--scaling", help="scaling.json written by bench/scaling.py")
+    parser.add_argument("--screen", help="screen.json written by bench/screen.py")
     parser.add_argument("--update-readme", metavar="FILE",
                         help="replace the text between the bench markers in FILE")
     args = parser.parse_args(argv)
-    if not any((args.headline, args.grid, args.end_to_end, args.scaling)):
-        parser.error("give at least one of --headline, --grid, --end-to-end, --scaling")
+    if not any((args.headline, args.grid, args.end_to_end, args.scaling, args.screen)):
+        parser.error("give at least one of --headline, --grid, --end-to-end, --scaling, --screen")
 
     sections, commands = [], []
     if args.headline:
@@ -399,6 +401,16 @@ def main(argv=None):
         if os.path.exists(png):
             text += f"\n![time against n and d, thread speedup]({link(png)})"
         sections.append(text)
+        commands.append(res.get("command"))
+    if args.screen:
+        import screen
+
+        with open(args.screen) as f:
+            res = json.load(f)
+        sections.append("### Small β: the GEMM-form screen\n\n"
+                        "Monte Carlo queries around tanh-layer centres, float32, m = n "
+                        "(`bench/screen.py` says how they are made). Errors are against float64.\n\n"
+                        + screen.markdown(res))
         commands.append(res.get("command"))
     argv_text = shlex.join(sys.argv[1:] if argv is None else argv)
     commands.append(f"python bench/render.py {argv_text}")
