@@ -50,8 +50,9 @@ namespace {  // internal linkage keeps this ISA's copy apart from the others
 
 typedef float vfloat __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
 typedef double vdouble __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
-typedef std::int32_t vint32 __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
 typedef std::int64_t vint64 __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
+typedef std::uint32_t vuint32 __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
+typedef std::uint64_t vuint64 __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
 
 template <class T>
 struct Simd;
@@ -110,7 +111,9 @@ inline V vmin(V a, V b) {
 inline vfloat vexp(vfloat x) {
   const vfloat lo = splat<vfloat>(-87.0f);
   x = x > lo ? x : lo;
-  const vfloat magic = splat<vfloat>(12582912.0f);  // 1.5 * 2^23: rounds to integer
+  // 1.5 * 2^23 rounds x log2(e) to an integer k; the extra 127 (the exponent bias) lands
+  // in the low mantissa bits of t, so shifting t's bits left by 23 yields 2^k directly.
+  const vfloat magic = splat<vfloat>(12582912.0f + 127.0f);
   const vfloat t = x * 1.44269504088896341f + magic;
   const vfloat k = t - magic;
   vfloat r = x - k * 0.693359375f;
@@ -122,8 +125,7 @@ inline vfloat vexp(vfloat x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const vfloat y = p * (r * r) + r + 1.0f;
-  const vint32 ki = (vint32)t - (vint32)magic;  // the integer k, read from the bits
-  return y * (vfloat)((ki + 127) << 23);
+  return y * (vfloat)((vuint32)t << 23);
 }
 
 #if INFOFLOW_VEC_BYTES == 64
@@ -158,7 +160,6 @@ inline vdouble vexp(vdouble x) {
   const vdouble two_j16 = __builtin_shuffle(table_lo, table_hi, ki & 15);  // 2^(j/16)
   const vdouble y = two_j16 * expm1_r + two_j16;
   // Multiply by 2^e by adding e to the exponent field (e = floor(ki / 16)).
-  typedef std::uint64_t vuint64 __attribute__((vector_size(INFOFLOW_VEC_BYTES)));
   return (vdouble)((vuint64)y + ((vuint64)(ki >> 4) << 52));
 }
 #else
@@ -169,7 +170,7 @@ inline vdouble vexp(vdouble x) {
 inline vdouble vexp(vdouble x) {
   const vdouble lo = splat<vdouble>(-708.0);
   x = x > lo ? x : lo;
-  const vdouble magic = splat<vdouble>(6755399441055744.0);  // 1.5 * 2^52
+  const vdouble magic = splat<vdouble>(6755399441055744.0 + 1023.0);  // as for float
   const vdouble t = x * 1.4426950408889634074 + magic;
   const vdouble k = t - magic;
   vdouble r = x - k * 6.93145751953125e-1;
@@ -185,8 +186,7 @@ inline vdouble vexp(vdouble x) {
   p = p * r + 1.6666666666666667452e-1;
   p = p * r + 5.0000000000000010211e-1;
   const vdouble y = p * (r * r) + r + 1.0;
-  const vint64 ki = (vint64)t - (vint64)magic;
-  return y * (vdouble)((ki + 1023) << 52);
+  return y * (vdouble)((vuint64)t << 52);
 }
 #endif
 
