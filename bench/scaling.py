@@ -310,27 +310,35 @@ def plot(res, path):
     fig.savefig(path, dpi=110)
 
 
-def main(argv=None):
-    """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def script_main(argv, *, name, doc, full, quick, run_fn, markdown_fn, plot_fn=None):
+    """The command line shared by the benchmark scripts: run, save ``NAME.json`` (with the
+    exact command, and ``NAME.png`` when ``plot_fn`` is given), print the Markdown."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--out-dir", default=os.path.join(HERE, "results"),
-                        help="where scaling.json and scaling.png go (default bench/results)")
+                        help=f"where {name}.json goes (default bench/results)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
     args = parser.parse_args(argv)
     os.makedirs(args.out_dir, exist_ok=True)
     start = time.perf_counter()
-    res = run(QUICK if args.quick else FULL, log=lambda s: print(s, file=sys.stderr))
+    res = run_fn(quick if args.quick else full, log=lambda s: print(s, file=sys.stderr))
     res["wall_s"] = time.perf_counter() - start
     argv_text = shlex.join(sys.argv[1:] if argv is None else argv)
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(os.environ.items())
                    if k.startswith("INFOFLOW_") or k == "OMP_NUM_THREADS")
-    res["command"] = f"{env + ' ' if env else ''}python bench/scaling.py {argv_text}".strip()
-    json_path = os.path.join(args.out_dir, "scaling.json")
+    res["command"] = f"{env + ' ' if env else ''}python bench/{name}.py {argv_text}".strip()
+    json_path = os.path.join(args.out_dir, f"{name}.json")
     with open(json_path, "w") as f:
         json.dump(res, f, indent=2)
-    plot(res, os.path.join(args.out_dir, "scaling.png"))
-    print(markdown(res))
-    print(f"wrote {json_path} and scaling.png in {res['wall_s']:.0f} s", file=sys.stderr)
+    if plot_fn is not None:
+        plot_fn(res, os.path.join(args.out_dir, f"{name}.png"))
+    print(markdown_fn(res))
+    print(f"wrote {json_path} in {res['wall_s']:.0f} s", file=sys.stderr)
+
+
+def main(argv=None):
+    """Command-line entry point."""
+    script_main(argv, name="scaling", doc=__doc__, full=FULL, quick=QUICK, run_fn=run,
+                markdown_fn=markdown, plot_fn=plot)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,8 @@ the best of up to five calls.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import shlex
 import sys
-import time
 
 import numpy as np
 
@@ -38,7 +34,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import peers  # noqa: E402
-from scaling import best_time  # noqa: E402
+from scaling import best_time, script_main  # noqa: E402
 
 FULL = dict(cases=[(10, 20000), (100, 20000), (784, 5000)], betas=[1e-3, 1e-2, 0.1, 1.0], check_rows=200)
 QUICK = dict(cases=[(10, 2000), (100, 2000)], betas=[1e-3, 1.0], check_rows=50)
@@ -108,22 +104,7 @@ def markdown(res):
 
 def main(argv=None):
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", default=os.path.join(HERE, "results"),
-                        help="where screen.json goes (default bench/results)")
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke test")
-    args = parser.parse_args(argv)
-    os.makedirs(args.out_dir, exist_ok=True)
-    start = time.perf_counter()
-    res = run(QUICK if args.quick else FULL, log=lambda s: print(s, file=sys.stderr))
-    res["wall_s"] = time.perf_counter() - start
-    argv_text = shlex.join(sys.argv[1:] if argv is None else argv)
-    res["command"] = f"python bench/screen.py {argv_text}".strip()
-    json_path = os.path.join(args.out_dir, "screen.json")
-    with open(json_path, "w") as f:
-        json.dump(res, f, indent=2)
-    print(markdown(res))
-    print(f"wrote {json_path} in {res['wall_s']:.0f} s", file=sys.stderr)
+    script_main(argv, name="screen", doc=__doc__, full=FULL, quick=QUICK, run_fn=run, markdown_fn=markdown)
 
 
 if __name__ == "__main__":

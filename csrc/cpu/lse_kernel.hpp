@@ -201,14 +201,14 @@ struct AlignedArray {
   T* ptr;
 };
 
-// Squared distances of tile_q queries (rows of q, stride d) to the G = tile_v * lanes
-// centres of one packed group, written to out[row * ld + j].
-template <class T>
-inline void distance_tile(const T* __restrict q, const T* __restrict group, index_t d,
-                          T* __restrict out, index_t ld) {
+// The register-tiled loop shared by the direct and the expanded form: for tile_q
+// queries (rows of q, stride d) and the G = tile_v * lanes centres of one packed group,
+// acc[a][v] = sum_k step(c_k, q_ak), with step a squared difference or a product.
+template <class T, class Step>
+inline void tile_accumulate(const T* __restrict q, const T* __restrict group, index_t d,
+                            typename Simd<T>::V (&acc)[Simd<T>::tile_q][Simd<T>::tile_v], Step step) {
   using V = typename Simd<T>::V;
   constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
-  V acc[kTileQ][kTileV];
   for (int a = 0; a < kTileQ; ++a)
     for (int v = 0; v < kTileV; ++v) acc[a][v] = V{};
   for (index_t k = 0; k < d; ++k) {
@@ -216,12 +216,23 @@ inline void distance_tile(const T* __restrict q, const T* __restrict group, inde
     for (int v = 0; v < kTileV; ++v) c[v] = load<V>(group + (k * kTileV + v) * L);
     for (int a = 0; a < kTileQ; ++a) {
       const V qk = splat<V>(q[a * d + k]);
-      for (int v = 0; v < kTileV; ++v) {
-        const V diff = c[v] - qk;
-        acc[a][v] += diff * diff;
-      }
+      for (int v = 0; v < kTileV; ++v) acc[a][v] += step(c[v], qk);
     }
   }
+}
+
+// Squared distances of tile_q queries to one packed group, by direct differences,
+// written to out[row * ld + j].
+template <class T>
+inline void distance_tile(const T* __restrict q, const T* __restrict group, index_t d,
+                          T* __restrict out, index_t ld) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
+  V acc[kTileQ][kTileV];
+  tile_accumulate<T>(q, group, d, acc, [](V c, V qk) {
+    const V diff = c - qk;
+    return diff * diff;
+  });
   for (int a = 0; a < kTileQ; ++a)
     for (int v = 0; v < kTileV; ++v) store(out + a * ld + v * L, acc[a][v]);
 }
@@ -235,16 +246,7 @@ inline void screen_tile(const T* __restrict q, const T* __restrict group,
   using V = typename Simd<T>::V;
   constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
   V acc[kTileQ][kTileV];
-  for (int a = 0; a < kTileQ; ++a)
-    for (int v = 0; v < kTileV; ++v) acc[a][v] = V{};
-  for (index_t k = 0; k < d; ++k) {
-    V c[kTileV];
-    for (int v = 0; v < kTileV; ++v) c[v] = load<V>(group + (k * kTileV + v) * L);
-    for (int a = 0; a < kTileQ; ++a) {
-      const V qk = splat<V>(q[a * d + k]);
-      for (int v = 0; v < kTileV; ++v) acc[a][v] += c[v] * qk;
-    }
-  }
+  tile_accumulate<T>(q, group, d, acc, [](V c, V qk) { return c * qk; });
   for (int a = 0; a < kTileQ; ++a) {
     V m = load<V>(smin + a * L);
     for (int v = 0; v < kTileV; ++v) m = vmin(m, load<V>(group_norms + v * L) - acc[a][v] * T(2));
