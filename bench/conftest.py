@@ -156,7 +156,7 @@ def check_agreement(benchmark, out, problem, rtol=RTOL, rows=None):
     assert keep.any(), "no reference rows inside the timed subset"
     ref = problem.ref[keep]
     got = out[problem.rows[keep]]
-    err = np.abs(got - ref) / np.maximum(1.0, np.abs(ref))
+    err = peers.relative_errors(got, ref)
     worst = int(np.argmax(err))
     benchmark.extra_info["max_rel_err"] = float(err[worst])
     assert err[worst] <= rtol, (

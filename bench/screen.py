@@ -48,10 +48,6 @@ def monte_carlo_problem(n, d, beta, seed=0):
     return q, c
 
 
-def relative_error(actual, expected):
-    return float(np.max(np.abs(actual.astype(np.float64) - expected) / np.maximum(1.0, np.abs(expected))))
-
-
 def run(cfg, log=print):
     """Time every case; returns the content of ``screen.json``."""
     import infoflow
@@ -70,12 +66,12 @@ def run(cfg, log=print):
 
                 out, stats = call()
                 row[f"infoflow_{screen}_s"] = best_time(call)
-                row[f"infoflow_{screen}_error"] = relative_error(out[0, check], reference)
+                row[f"infoflow_{screen}_error"] = float(peers.relative_errors(out[0, check], reference).max())
                 if screen == "auto":
                     row["skipped_fraction"] = stats["skipped"] / max(1, stats["tile_blocks"])
             peers.torch_lse(q[:8], c[:8], beta)  # torch's first call sets up its thread pool: not timed
             row["torch_s"] = best_time(peers.torch_lse, q, c, beta, max_repeats=3)
-            row["torch_error"] = relative_error(peers.torch_lse(q[check], c, beta), reference)
+            row["torch_error"] = float(peers.relative_errors(peers.torch_lse(q[check], c, beta), reference).max())
             row["screen_speedup"] = row["infoflow_off_s"] / row["infoflow_auto_s"]
             log(f"d={d} n={n} beta={beta:g}: off {row['infoflow_off_s']:.4f} s, auto {row['infoflow_auto_s']:.4f} s "
                 f"({row['screen_speedup']:.2f}x, {row['skipped_fraction']:.0%} skipped), "

@@ -204,7 +204,7 @@ def _record_skip(cell, reason, **extra):
 def _check(benchmark, got, problem, tol, label):
     """Store the worst error in ``extra_info``, then assert it is within ``tol``."""
     got = np.asarray(got, dtype=np.float64)
-    err = np.abs(got - problem.ref) / np.maximum(1.0, np.abs(problem.ref))
+    err = peers.relative_errors(got, problem.ref)
     worst = int(np.argmax(err))
     benchmark.extra_info["max_rel_err"] = float(err[worst])
     assert err[worst] <= tol, (

@@ -426,9 +426,11 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
         } else {
           std::fill(row, row + d, T(0));
         }
-        double norm = 0.0;
-        for (index_t k = 0; k < d; ++k) norm += static_cast<double>(row[k]) * row[k];
-        qnorm[a] = norm;
+        if (may_screen) {
+          double norm = 0.0;
+          for (index_t k = 0; k < d; ++k) norm += static_cast<double>(row[k]) * row[k];
+          qnorm[a] = norm;
+        }
         // Blocks far beyond the nearest centre are skipped, but a query meets its nearest
         // centre only somewhere along the way.  One centre that is likely near (the one
         // a Monte Carlo query was drawn around: the caller's hint, else i n / m) gives an
@@ -445,7 +447,7 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
             const double diff = static_cast<double>(row[k]) - p.centers(b, j, k);
             dist_j += diff * diff;
           }
-          nearest_bound[a] = dist_j * (1.0 + screen_error_factor<T>(d));
+          nearest_bound[a] = dist_j * (1.0 + screen_factor);
         }
       }
       const T* batch_groups = packed.ptr + b * groups * d * G;

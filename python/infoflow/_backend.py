@@ -30,12 +30,18 @@ HAS_CUDA = CUDA_BUILT and _cuda.device_count() > 0
 _SIMD_CHOICES = ("auto", "generic", "avx2", "avx512")
 
 
+def _env_choice(variable: str, choices: tuple[str, ...]) -> str:
+    """The value of a run-time switch, or ``"auto"`` (with a warning) when it is unknown."""
+    wanted = os.environ.get(variable, "auto").strip().lower() or "auto"
+    if wanted not in choices:
+        warnings.warn(f"{variable}={wanted!r} is not one of {choices}; using 'auto'", stacklevel=4)
+        return "auto"
+    return wanted
+
+
 def simd_level() -> str:
     """The CPU kernel to use: ``INFOFLOW_SIMD`` when set (for testing), else the best."""
-    wanted = os.environ.get("INFOFLOW_SIMD", "auto").strip().lower() or "auto"
-    if wanted not in _SIMD_CHOICES:
-        warnings.warn(f"INFOFLOW_SIMD={wanted!r} is not one of {_SIMD_CHOICES}; using 'auto'", stacklevel=3)
-        return "auto"
+    wanted = _env_choice("INFOFLOW_SIMD", _SIMD_CHOICES)
     if wanted != "auto" and not _core.isa_supported(wanted):
         warnings.warn(f"INFOFLOW_SIMD={wanted!r} is not supported on this CPU; using 'auto'", stacklevel=3)
         return "auto"
@@ -48,12 +54,7 @@ _SCREEN_CHOICES = ("auto", "off", "always")
 def gemm_screen() -> str:
     """The CPU kernel's GEMM-form screen: ``INFOFLOW_GEMM_SCREEN`` when set (for tests and
     benchmarks: ``off`` or ``always``), else ``auto``."""
-    wanted = os.environ.get("INFOFLOW_GEMM_SCREEN", "auto").strip().lower() or "auto"
-    if wanted not in _SCREEN_CHOICES:
-        warnings.warn(f"INFOFLOW_GEMM_SCREEN={wanted!r} is not one of {_SCREEN_CHOICES}; using 'auto'",
-                      stacklevel=3)
-        return "auto"
-    return wanted
+    return _env_choice("INFOFLOW_GEMM_SCREEN", _SCREEN_CHOICES)
 
 
 def build_info() -> dict[str, Any]:
