@@ -40,7 +40,8 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
                        double beta, int num_threads, const std::string& isa,
                        const std::string& screen,
                        const std::optional<py::array_t<std::int64_t>>& near_centre,
-                       bool return_stats) {
+                       bool return_stats, const std::string& prune,
+                       const std::optional<py::array_t<T>>& weights) {
   infoflow::cpu::Problem<T> p{view3(queries, "queries"), view3(centers, "centers"), nullptr,
                               0, 0, 0, 0, beta, num_threads};
   p.batch = queries.shape(0);
@@ -53,6 +54,25 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
   if (!(std::isfinite(beta) && beta > 0)) throw std::invalid_argument("beta: must be > 0");
   const auto chosen = infoflow::cpu::parse_isa(isa);
   p.screen = infoflow::cpu::parse_screen(screen);
+  p.prune = infoflow::cpu::parse_prune(prune);
+  if (weights) {
+    const auto& w = *weights;
+    if (w.ndim() != 2 || w.shape(0) != p.batch || w.shape(1) != p.n ||
+        !(w.flags() & py::array::c_style))
+      throw std::invalid_argument("weights: must be a C-contiguous (batch, n) array");
+    const T* data = w.data();
+    for (index_t b = 0; b < p.batch; ++b) {
+      bool positive = false;
+      for (index_t j = 0; j < p.n; ++j) {
+        const T v = data[b * p.n + j];
+        if (!(v >= T(0) && std::isfinite(v)))
+          throw std::invalid_argument("weights: must be finite and >= 0");
+        positive |= v > T(0);
+      }
+      if (!positive) throw std::invalid_argument("weights: each mixture needs a positive weight");
+    }
+    p.weights = data;
+  }
   if (near_centre) {
     const auto& hint = *near_centre;
     if (hint.ndim() != 1 || hint.shape(0) != p.m || (p.m > 1 && hint.strides(0) != sizeof(std::int64_t)))
@@ -66,7 +86,7 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
 
   py::array_t<T> out({p.batch, p.m});
   p.out = out.mutable_data();
-  infoflow::cpu::ScreenStats stats;
+  infoflow::cpu::KernelStats stats;
   p.stats = &stats;
   if (p.batch * p.m > 0) {
     bool finished;
@@ -77,11 +97,14 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
     if (!finished) throw py::error_already_set();  // KeyboardInterrupt (or another signal's error)
   }
   if (!return_stats) return std::move(out);
-  py::dict screen_stats;
-  screen_stats["tile_blocks"] = stats.tile_blocks;
-  screen_stats["screened"] = stats.screened;
-  screen_stats["skipped"] = stats.skipped;
-  return py::make_tuple(out, screen_stats);
+  py::dict kernel_stats;
+  kernel_stats["tile_blocks"] = stats.tile_blocks;
+  kernel_stats["screened"] = stats.screened;
+  kernel_stats["skipped"] = stats.skipped;
+  kernel_stats["pruned"] = stats.pruned;
+  kernel_stats["block_visits"] = stats.block_visits;
+  kernel_stats["blocks_computed"] = stats.blocks_computed;
+  return py::make_tuple(out, kernel_stats);
 }
 
 py::dict build_info() {
@@ -128,15 +151,20 @@ PYBIND11_MODULE(_core, m) {
       "and centers (B, n, d) of one float dtype; returns a (B, m) array of that dtype.\n"
       "screen: the GEMM-form screen, 'auto', 'off' or 'always'.  near_centre: optional (m,)\n"
       "int64 indices of centres likely near each query (a speed hint).  return_stats: also\n"
-      "return a dict of what the screen did (tile_blocks, screened, skipped).";
+      "return a dict of what the kernel did (screen: tile_blocks, screened, skipped; pruning:\n"
+      "pruned, block_visits, blocks_computed).  prune: the exact block pruning, 'auto', 'off'\n"
+      "or 'always'.  weights: optional (B, n) non-negative centre weights of the same dtype,\n"
+      "giving log sum_j w_j exp(...).";
   m.def("log_density", &log_density<float>, doc, py::arg("queries").noconvert(),
         py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
         py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none(),
-        py::arg("return_stats") = false);
+        py::arg("return_stats") = false, py::arg("prune") = "auto",
+        py::arg("weights").noconvert() = py::none());
   m.def("log_density", &log_density<double>, doc, py::arg("queries").noconvert(),
         py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
         py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none(),
-        py::arg("return_stats") = false);
+        py::arg("return_stats") = false, py::arg("prune") = "auto",
+        py::arg("weights").noconvert() = py::none());
   m.def("build_info", &build_info, "How this _core was built and what the CPU supports.");
   m.def("isa_supported", [](const std::string& name) {
     try {

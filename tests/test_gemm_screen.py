@@ -20,9 +20,10 @@ DTYPE_TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
 def _kernel(q, c, beta, screen, near_centre=None):
-    """(out, stats) of one direct _core call on 2-D inputs, with the SIMD level INFOFLOW_SIMD picks."""
+    """(out, stats) of one direct _core call on 2-D inputs, with the SIMD level INFOFLOW_SIMD picks,
+    on the brute path (the screen is part of it; the pruned path has its own tests)."""
     out, stats = _core.log_density(q[None], c[None], beta, 0, infoflow._backend.simd_level(), screen,
-                                   near_centre, True)
+                                   near_centre, True, "off")
     return out[0], stats
 
 

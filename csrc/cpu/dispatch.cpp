@@ -76,6 +76,13 @@ Screen parse_screen(const std::string& name) {
   throw std::invalid_argument("screen: expected 'auto', 'off' or 'always', got '" + name + "'");
 }
 
+Prune parse_prune(const std::string& name) {
+  if (name == "auto") return Prune::automatic;
+  if (name == "off") return Prune::off;
+  if (name == "always") return Prune::always;
+  throw std::invalid_argument("prune: expected 'auto', 'off' or 'always', got '" + name + "'");
+}
+
 template <class T>
 bool log_density(const Problem<T>& problem, Isa isa, const Interrupt& interrupt) {
   switch (isa) {

@@ -32,11 +32,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <new>
+#include <utility>
+#include <vector>
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -265,10 +268,12 @@ constexpr double screen_error_factor(index_t d) {
   return 2.0 * static_cast<double>(d + 4) * (std::numeric_limits<T>::epsilon() / 2);
 }
 
+#include "cpu/spatial_order.hpp"
+
 // Fold `count` squared distances (a multiple of the lane count; padding holds +inf)
 // into one query's log-sum-exp state: one min pass, one exp pass, one rescale.
 // `nearest_bound` is an upper bound on the query's nearest squared distance (see
-// run); returns true when the block was negligible (nothing was added).
+// run_brute); returns true when the block was negligible (nothing was added).
 template <class T>
 inline bool fold_block(const T* __restrict dist, index_t count, LseState& state,
                        double nearest_bound, T neg_scale, double scale) {
@@ -300,235 +305,355 @@ inline bool fold_block(const T* __restrict dist, index_t count, LseState& state,
   return false;
 }
 
+// Weighted mixtures fold exp(-(D_j + o_j) scale) with o_j = ln(w_max / w_j) / scale >= 0:
+// the weight becomes an offset of the squared distance, so that every test above (the
+// nearest term, negligible blocks, the screen's lower bounds) holds unchanged, and a
+// zero weight (o_j = +inf) is a padding centre.
 template <class T>
-bool run(const Problem<T>& p, const Interrupt& interrupt) {
-  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q;
-  constexpr index_t G = static_cast<index_t>(Simd<T>::tile_v) * L;  // centres per packed group
+inline void add_offsets(T* __restrict dist, const T* __restrict offsets, index_t count) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  for (index_t j = 0; j < count; j += L) store(dist + j, load<V>(dist + j) + load<V>(offsets + j));
+}
+
+// ---------------------------------------------------------------------------------------
+// Phase 1: the centres, packed
+// ---------------------------------------------------------------------------------------
+
+// The geometry every phase shares: G centres per packed group, blocks of block_groups
+// groups (one log-sum-exp rescale each).
+template <class T>
+struct Layout {
+  static constexpr index_t G = static_cast<index_t>(Simd<T>::tile_v) * Simd<T>::lanes;
+  index_t n, d, groups, block_groups, block_width, blocks;
+  Layout(index_t n_, index_t d_) : n(n_), d(d_) {
+    groups = (n + G - 1) / G;
+    block_groups = std::max<index_t>(1, kExpBlock / G);
+    block_width = block_groups * G;
+    blocks = (groups + block_groups - 1) / block_groups;
+  }
+};
+
+// The centres of every batch element, dimension-major per group ([batch][group][k][G],
+// zero past n), optionally in a given order; with weights, their offsets ([batch][group
+// * G], +inf past n); for the screen, their squared norms (+inf past n) and each block's
+// largest norm.
+template <class T>
+struct PackedCentres {
+  AlignedArray<T> coords, offsets, norms;
+  std::unique_ptr<double[]> block_max_norm;
+  std::unique_ptr<double[]> log_max_weight;  // per batch element: ln max_j w_j (0 unweighted)
+  PackedCentres(const Problem<T>& p, const Layout<T>& lay, bool with_norms)
+      : coords(p.batch * lay.groups * lay.d * Layout<T>::G),
+        offsets(p.weights ? p.batch * lay.groups * Layout<T>::G : 0),
+        norms(with_norms ? p.batch * lay.groups * Layout<T>::G : 0),
+        block_max_norm(with_norms ? new double[p.batch * lay.blocks]() : nullptr),
+        log_max_weight(new double[p.batch]()) {}
+  const T* group(index_t b, index_t g, const Layout<T>& lay) const {
+    return coords.ptr + (b * lay.groups + g) * lay.d * Layout<T>::G;
+  }
+  const T* group_offsets(index_t b, index_t g, const Layout<T>& lay) const {
+    return offsets.ptr + (b * lay.groups + g) * Layout<T>::G;
+  }
+};
+
+// `order` (batch x n, or nullptr for the identity) says which centre each packed slot holds.
+template <class T>
+void pack_centres(const Problem<T>& p, const Layout<T>& lay, const index_t* order, int threads,
+                  PackedCentres<T>& out) {
+  constexpr index_t G = Layout<T>::G;
+  const index_t d = lay.d, groups = lay.groups;
+  const double scale = exponent_scale(p.beta);
+  if (p.weights != nullptr) {
+    for (index_t b = 0; b < p.batch; ++b) {
+      const T* w = p.weights + b * p.n;
+      out.log_max_weight[b] = std::log(static_cast<double>(*std::max_element(w, w + p.n)));
+    }
+  }
+  const index_t items = p.batch * groups;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#endif
+  for (index_t item = 0; item < items; ++item) {
+    const index_t b = item / groups, g = item % groups;
+    T* dst = out.coords.ptr + item * d * G;
+    for (index_t j = 0; j < G; ++j) {
+      const index_t slot = g * G + j;
+      const index_t c = slot < p.n ? (order ? order[b * p.n + slot] : slot) : -1;
+      for (index_t k = 0; k < d; ++k) dst[k * G + j] = c >= 0 ? p.centers(b, c, k) : T(0);
+      if (p.weights != nullptr) {
+        const double w = c >= 0 ? static_cast<double>(p.weights[b * p.n + c]) : 0.0;
+        out.offsets.ptr[item * G + j] =
+            w > 0.0 ? static_cast<T>((out.log_max_weight[b] - std::log(w)) / scale)
+                    : std::numeric_limits<T>::infinity();
+      }
+      if (out.block_max_norm != nullptr) {  // norms wanted
+        double norm = 0.0;
+        for (index_t k = 0; k < d; ++k) norm += static_cast<double>(dst[k * G + j]) * dst[k * G + j];
+        out.norms.ptr[item * G + j] = c >= 0 ? static_cast<T>(norm) : std::numeric_limits<T>::infinity();
+      }
+    }
+  }
+  if (out.block_max_norm != nullptr) {  // norms wanted
+    for (index_t b = 0; b < p.batch; ++b) {
+      for (index_t c = 0; c < p.n; ++c) {
+        double& block_max = out.block_max_norm[b * lay.blocks + c / lay.block_width];
+        block_max = std::max(block_max, static_cast<double>(out.norms.ptr[b * groups * G + c]));
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Phase 2: one task (up to kMaxQueriesPerTask queries) against blocks of centres
+// ---------------------------------------------------------------------------------------
+
+// Per-thread buffers of a task, and what it did.
+template <class T>
+struct TaskScratch {
+  AlignedArray<T> qbuf, dist, smin;
+  std::unique_ptr<LseState[]> state;
+  std::unique_ptr<double[]> qnorm, nearest_bound;
+  std::unique_ptr<bool[]> skip;
+  KernelStats stats;
+  TaskScratch(index_t per_task, const Layout<T>& lay, bool with_screen)
+      : qbuf(per_task * lay.d), dist(per_task * lay.block_width),
+        smin(with_screen ? per_task * Simd<T>::lanes : 0), state(new LseState[per_task]),
+        qnorm(new double[per_task]), nearest_bound(new double[per_task]),
+        skip(new bool[per_task / Simd<T>::tile_q]) {}
+};
+
+// Copy query rows (of batch element b, row index row(a)) into the task's buffer, zero
+// rows up to a whole register tile, and reset their states.
+template <class T, class RowOf>
+void load_queries(const Problem<T>& p, index_t b, index_t rows, index_t rows_padded, RowOf row_of,
+                  TaskScratch<T>& s) {
   const index_t d = p.d;
-  const index_t groups = (p.n + G - 1) / G;
-  const index_t block_groups = std::max<index_t>(1, kExpBlock / G);
-  const index_t block_width = block_groups * G;
+  for (index_t a = 0; a < rows_padded; ++a) {
+    s.state[a] = lse_empty();
+    s.nearest_bound[a] = std::numeric_limits<double>::infinity();
+    T* row = s.qbuf.ptr + a * d;
+    if (a < rows) {
+      const index_t i = row_of(a);
+      for (index_t k = 0; k < d; ++k) row[k] = p.queries(b, i, k);
+    } else {
+      std::fill(row, row + d, T(0));
+    }
+  }
+}
+
+// Distances of the task's unskipped register tiles to the groups g0..g1 of one block,
+// folded into their states.  Returns how many tiles found the block negligible.
+template <class T>
+index_t compute_block(const Problem<T>& p, const Layout<T>& lay, const PackedCentres<T>& packed,
+                      index_t b, index_t g0, index_t g1, index_t rows, index_t tiles, TaskScratch<T>& s) {
+  constexpr int kTileQ = Simd<T>::tile_q;
+  constexpr index_t G = Layout<T>::G;
   const double scale = exponent_scale(p.beta);
   const T neg_scale = static_cast<T>(-scale);
+  const index_t width = (g1 - g0) * G, ld = lay.block_width;
+  const index_t valid = std::min(width, p.n - g0 * G);
+  for (index_t g = g0; g < g1; ++g)
+    for (index_t t = 0; t < tiles; ++t)
+      if (!s.skip[t])
+        distance_tile(s.qbuf.ptr + t * kTileQ * p.d, packed.group(b, g, lay), p.d,
+                      s.dist.ptr + t * kTileQ * ld + (g - g0) * G, ld);
+  index_t negligible_tiles = 0;
+  for (index_t t = 0; t < tiles; ++t) {
+    bool negligible = true;
+    if (!s.skip[t]) {
+      for (index_t a = t * kTileQ; a < std::min(rows, (t + 1) * kTileQ); ++a) {
+        T* drow = s.dist.ptr + a * ld;
+        if (p.weights != nullptr) {
+          add_offsets(drow, packed.group_offsets(b, g0, lay), width);  // +inf past n
+        } else {
+          std::fill(drow + valid, drow + width, std::numeric_limits<T>::infinity());
+        }
+        negligible &= fold_block(drow, width, s.state[a], s.nearest_bound[a], neg_scale, scale);
+      }
+    }
+    negligible_tiles += negligible;
+  }
+  return negligible_tiles;
+}
 
+// Thread 0 asks the interrupt every 50 ms; every thread then stops at its next block.
+struct CancelPoint {
+  const Interrupt& interrupt;
+  std::atomic<bool> cancelled{false};
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  explicit CancelPoint(const Interrupt& i) : interrupt(i) {}
+  bool operator()(bool polls) {
+    if (polls && std::chrono::steady_clock::now() - last > std::chrono::milliseconds(50)) {
+      last = std::chrono::steady_clock::now();
+      if (interrupt.poll(interrupt.context)) cancelled.store(true);
+    }
+    return cancelled.load(std::memory_order_relaxed);
+  }
+};
+
+inline bool polling_thread(const Interrupt& interrupt) {
 #ifdef _OPENMP
-  // Waking a thread team costs microseconds on a quiet machine and a scheduler tick
-  // (~milliseconds) on a busy one: small problems (under ~1 ms of work) run serially.
-  const bool small = static_cast<double>(p.batch) * p.m * p.n * (d + 8) < 1e7;
-  const int threads = small ? 1 : p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
+  return omp_get_thread_num() == 0 && interrupt.poll != nullptr;
+#else
+  return interrupt.poll != nullptr;
 #endif
+}
 
-  const index_t blocks = (groups + block_groups - 1) / block_groups;
+inline void add_stats(KernelStats& into, const KernelStats& s) {
+  into.tile_blocks += s.tile_blocks;
+  into.screened += s.screened;
+  into.skipped += s.skipped;
+  into.pruned += s.pruned;
+  into.block_visits += s.block_visits;
+  into.blocks_computed += s.blocks_computed;
+}
+
+// Queries per task: enough tasks to balance the threads, few enough to reuse the tiles.
+template <class T>
+index_t queries_per_task(const Problem<T>& p, int threads) {
+  constexpr int kTileQ = Simd<T>::tile_q;
+  const index_t want_tasks = 4 * static_cast<index_t>(threads);
+  index_t per_task = (p.batch * p.m + want_tasks - 1) / want_tasks;
+  per_task = std::min<index_t>(std::max<index_t>(per_task, kTileQ), kMaxQueriesPerTask);
+  per_task = std::min<index_t>(per_task, p.m);
+  return (per_task + kTileQ - 1) / kTileQ * kTileQ;
+}
+
+// ---------------------------------------------------------------------------------------
+// Phase 3a: the brute path, every block of every task (with the GEMM-form screen)
+// ---------------------------------------------------------------------------------------
+
+template <class T>
+bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, KernelStats& stats) {
+  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q;
+  constexpr index_t G = Layout<T>::G;
+  const Layout<T> lay(p.n, p.d);
+  const index_t d = p.d;
+  const double scale = exponent_scale(p.beta);
   const double screen_factor = screen_error_factor<T>(d);
   const bool may_screen =
       screen_factor < 0.02 && (p.screen == Screen::always ||
                                (p.screen == Screen::automatic && d >= kScreenMinDim));
+  PackedCentres<T> packed(p, lay, may_screen);
+  pack_centres(p, lay, nullptr, threads, packed);
 
-  // Pack the centres: [batch][group][k][G], zero-padded past n.  For the screen, also
-  // their squared norms ([batch][group][G], +inf past n) and each block's largest norm.
-  AlignedArray<T> packed(p.batch * groups * d * G);
-  AlignedArray<T> norms(may_screen ? p.batch * groups * G : 0);
-  std::unique_ptr<double[]> block_max_norm(may_screen ? new double[p.batch * blocks]() : nullptr);
-  const index_t pack_items = p.batch * groups;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-  for (index_t item = 0; item < pack_items; ++item) {
-    const index_t b = item / groups, g = item % groups;
-    T* dst = packed.ptr + item * d * G;
-    for (index_t j = 0; j < G; ++j) {
-      const index_t c = g * G + j;
-      if (c < p.n) {
-        for (index_t k = 0; k < d; ++k) dst[k * G + j] = p.centers(b, c, k);
-      } else {
-        for (index_t k = 0; k < d; ++k) dst[k * G + j] = T(0);
-      }
-    }
-    if (may_screen) {
-      for (index_t j = 0; j < G; ++j) {
-        double norm = 0.0;
-        for (index_t k = 0; k < d; ++k) norm += static_cast<double>(dst[k * G + j]) * dst[k * G + j];
-        norms.ptr[item * G + j] =
-            g * G + j < p.n ? static_cast<T>(norm) : std::numeric_limits<T>::infinity();
-      }
-    }
-  }
-  if (may_screen) {
-    for (index_t b = 0; b < p.batch; ++b) {
-      for (index_t c = 0; c < p.n; ++c) {
-        double& block_max = block_max_norm[b * blocks + c / block_width];
-        block_max = std::max(block_max, static_cast<double>(norms.ptr[b * groups * G + c]));
-      }
-    }
-  }
-
-  // Enough tasks to balance the threads, few enough to keep the query tiles reused.
-#ifdef _OPENMP
-  const index_t want_tasks = 4 * static_cast<index_t>(threads);
-#else
-  const index_t want_tasks = 1;
-#endif
-  index_t per_task = (p.batch * p.m + want_tasks - 1) / want_tasks;
-  per_task = std::min<index_t>(std::max<index_t>(per_task, kTileQ), kMaxQueriesPerTask);
-  per_task = std::min<index_t>(per_task, p.m);
-  per_task = (per_task + kTileQ - 1) / kTileQ * kTileQ;
+  const index_t per_task = queries_per_task(p, threads);
   const index_t tasks_per_batch = (p.m + per_task - 1) / per_task;
   const index_t query_tasks = p.batch * tasks_per_batch;
   // Too few query blocks to occupy the threads (a few queries against many centres):
   // split the centres into segments as well and merge the partial states at the end.
-  const index_t segments =
-      std::min(blocks, std::max<index_t>(1, want_tasks / std::max<index_t>(query_tasks, 1)));
+  const index_t segments = std::min(
+      lay.blocks, std::max<index_t>(1, 4 * static_cast<index_t>(threads) / std::max<index_t>(query_tasks, 1)));
   const index_t tasks = query_tasks * segments;
   std::unique_ptr<LseState[]> partial(segments > 1 ? new LseState[tasks * per_task] : nullptr);
-
-  std::atomic<bool> cancelled{false};
-  std::atomic<index_t> tile_blocks{0}, screened_tiles{0}, skipped_tiles{0};
-  using clock = std::chrono::steady_clock;
-  auto last_poll = clock::now();
+  CancelPoint cancel(interrupt);
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
 #endif
   {
-#ifdef _OPENMP
-    const bool polls = omp_get_thread_num() == 0 && interrupt.poll != nullptr;
-#else
-    const bool polls = interrupt.poll != nullptr;
-#endif
-    AlignedArray<T> qbuf(per_task * d);
-    AlignedArray<T> dist(per_task * block_width);
-    std::unique_ptr<LseState[]> state(new LseState[per_task]);
-    // Screen buffers: squared query norms, per-lane screen minima, tiles to skip.
-    std::unique_ptr<double[]> qnorm(new double[per_task]);
-    std::unique_ptr<double[]> nearest_bound(new double[per_task]);
-    AlignedArray<T> smin(may_screen ? per_task * L : 0);
-    std::unique_ptr<bool[]> skip(new bool[per_task / kTileQ]);
-    index_t my_tile_blocks = 0, my_screened = 0, my_skipped = 0;
+    const bool polls = polling_thread(interrupt);
+    TaskScratch<T> s(per_task, lay, may_screen);
 
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
     for (index_t task = 0; task < tasks; ++task) {
-      if (cancelled.load(std::memory_order_relaxed)) continue;
+      if (cancel(false)) continue;
       const index_t query_task = task / segments, segment = task % segments;
       const index_t b = query_task / tasks_per_batch;
       const index_t i0 = (query_task % tasks_per_batch) * per_task;
-      const index_t first_group = segment * blocks / segments * block_groups;
-      const index_t end_group = std::min(groups, (segment + 1) * blocks / segments * block_groups);
+      const index_t first_group = segment * lay.blocks / segments * lay.block_groups;
+      const index_t end_group =
+          std::min(lay.groups, (segment + 1) * lay.blocks / segments * lay.block_groups);
       const index_t rows = std::min(per_task, p.m - i0);
       const index_t rows_padded = (rows + kTileQ - 1) / kTileQ * kTileQ;
       const index_t tiles = rows_padded / kTileQ;
-      for (index_t a = 0; a < rows_padded; ++a) {
-        state[a] = lse_empty();
-        T* row = qbuf.ptr + a * d;
-        if (a < rows) {
-          for (index_t k = 0; k < d; ++k) row[k] = p.queries(b, i0 + a, k);
-        } else {
-          std::fill(row, row + d, T(0));
-        }
+      load_queries(p, b, rows, rows_padded, [i0](index_t a) { return i0 + a; }, s);
+      for (index_t a = 0; a < rows; ++a) {
+        const T* row = s.qbuf.ptr + a * d;
         if (may_screen) {
           double norm = 0.0;
           for (index_t k = 0; k < d; ++k) norm += static_cast<double>(row[k]) * row[k];
-          qnorm[a] = norm;
+          s.qnorm[a] = norm;
         }
         // Blocks far beyond the nearest centre are skipped, but a query meets its nearest
         // centre only somewhere along the way.  One centre that is likely near (the one
         // a Monte Carlo query was drawn around: the caller's hint, else i n / m) gives an
         // upper bound from the start; the factor covers the float rounding of the same
         // distance in the tiles.
-        nearest_bound[a] = std::numeric_limits<double>::infinity();
-        if (a < rows) {
-          const index_t i = i0 + a;
-          const index_t j = p.near_centre != nullptr
-                                ? p.near_centre[i]
-                                : std::min(p.n - 1, static_cast<index_t>(static_cast<double>(i) * p.n / p.m));
-          double dist_j = 0.0;
-          for (index_t k = 0; k < d; ++k) {
-            const double diff = static_cast<double>(row[k]) - p.centers(b, j, k);
-            dist_j += diff * diff;
-          }
-          nearest_bound[a] = dist_j * (1.0 + screen_factor);
+        const index_t i = i0 + a;
+        const index_t j = p.near_centre != nullptr
+                              ? p.near_centre[i]
+                              : std::min(p.n - 1, static_cast<index_t>(static_cast<double>(i) * p.n / p.m));
+        double dist_j = 0.0;
+        for (index_t k = 0; k < d; ++k) {
+          const double diff = static_cast<double>(row[k]) - p.centers(b, j, k);
+          dist_j += diff * diff;
         }
+        if (p.weights != nullptr) {  // the offset of centre j (see add_offsets)
+          const double w = static_cast<double>(p.weights[b * p.n + j]);
+          dist_j = w > 0.0 ? dist_j + (packed.log_max_weight[b] - std::log(w)) / scale
+                           : std::numeric_limits<double>::infinity();
+        }
+        s.nearest_bound[a] = dist_j * (1.0 + screen_factor);
       }
-      const T* batch_groups = packed.ptr + b * groups * d * G;
       // Moving average of the fraction of tiles a block let us skip.  The first block
       // runs in full; if it was negligible, the screen starts with the second.
       double skippable = kScreenWorthwhile;
 
-      for (index_t g0 = first_group; g0 < end_group; g0 += block_groups) {
-        if (polls && clock::now() - last_poll > std::chrono::milliseconds(50)) {
-          last_poll = clock::now();
-          if (interrupt.poll(interrupt.context)) cancelled.store(true);
-        }
-        if (cancelled.load(std::memory_order_relaxed)) break;
-        const index_t g1 = std::min(end_group, g0 + block_groups);
-        const index_t width = (g1 - g0) * G;
-        const index_t valid = std::min(width, p.n - g0 * G);
+      for (index_t g0 = first_group; g0 < end_group; g0 += lay.block_groups) {
+        if (cancel(polls)) break;
+        const index_t g1 = std::min(end_group, g0 + lay.block_groups);
         const bool screen =
             may_screen && (p.screen == Screen::always || skippable > kScreenWorthwhile);
-        std::fill(skip.get(), skip.get() + tiles, false);
-        my_tile_blocks += tiles;
+        std::fill(s.skip.get(), s.skip.get() + tiles, false);
+        s.stats.tile_blocks += tiles;
         if (screen) {
-          my_screened += tiles;
-          std::fill(smin.ptr, smin.ptr + rows_padded * L, std::numeric_limits<T>::infinity());
+          s.stats.screened += tiles;
+          std::fill(s.smin.ptr, s.smin.ptr + rows_padded * L, std::numeric_limits<T>::infinity());
           for (index_t g = g0; g < g1; ++g) {
-            const T* group = batch_groups + g * d * G;
-            const T* group_norms = norms.ptr + (b * groups + g) * G;
+            const T* group_norms = packed.norms.ptr + (b * lay.groups + g) * G;
             for (index_t a0 = 0; a0 < rows_padded; a0 += kTileQ)
-              screen_tile(qbuf.ptr + a0 * d, group, group_norms, d, smin.ptr + a0 * L);
+              screen_tile(s.qbuf.ptr + a0 * d, packed.group(b, g, lay), group_norms, d, s.smin.ptr + a0 * L);
           }
-          const double block_norm = block_max_norm[b * blocks + g0 / block_groups];
+          const double block_norm = packed.block_max_norm[b * lay.blocks + g0 / lay.block_groups];
           for (index_t t = 0; t < tiles; ++t) {
             bool negligible = true;
             for (index_t a = t * kTileQ; a < std::min(rows, (t + 1) * kTileQ) && negligible; ++a) {
-              T lane_min = smin.ptr[a * L];
-              for (int l = 1; l < L; ++l) lane_min = std::min(lane_min, smin.ptr[a * L + l]);
+              T lane_min = s.smin.ptr[a * L];
+              for (int l = 1; l < L; ++l) lane_min = std::min(lane_min, s.smin.ptr[a * L + l]);
               // A lower bound on every squared distance of query a to the block.
-              const double lower = qnorm[a] + static_cast<double>(lane_min) -
-                                   screen_factor * (qnorm[a] + block_norm);
-              negligible =
-                  (lower - std::min(state[a].dmin, nearest_bound[a])) * scale > kNegligible<T>;
+              const double lower = s.qnorm[a] + static_cast<double>(lane_min) -
+                                   screen_factor * (s.qnorm[a] + block_norm);
+              negligible = (lower - std::min(s.state[a].dmin, s.nearest_bound[a])) * scale > kNegligible<T>;
             }
-            skip[t] = negligible;
-            my_skipped += negligible;
+            s.skip[t] = negligible;
+            s.stats.skipped += negligible;
           }
         }
-        for (index_t g = g0; g < g1; ++g) {
-          const T* group = batch_groups + g * d * G;
-          for (index_t t = 0; t < tiles; ++t)
-            if (!skip[t])
-              distance_tile(qbuf.ptr + t * kTileQ * d, group, d,
-                            dist.ptr + t * kTileQ * block_width + (g - g0) * G, block_width);
-        }
-        index_t negligible_tiles = 0;
-        for (index_t t = 0; t < tiles; ++t) {
-          bool negligible = true;
-          if (!skip[t]) {
-            for (index_t a = t * kTileQ; a < std::min(rows, (t + 1) * kTileQ); ++a) {
-              T* drow = dist.ptr + a * block_width;
-              std::fill(drow + valid, drow + width, std::numeric_limits<T>::infinity());
-              negligible &= fold_block(drow, width, state[a], nearest_bound[a], neg_scale, scale);
-            }
-          }
-          // While screening, count what the screen proved: a loose bound stops it.
-          negligible_tiles += screen ? skip[t] : negligible;
-        }
+        const index_t negligible_tiles = compute_block(p, lay, packed, b, g0, g1, rows, tiles, s);
+        // While screening, count what the screen proved: a loose bound stops it.
+        index_t proved = 0;
+        for (index_t t = 0; t < tiles; ++t) proved += s.skip[t];
         skippable = kScreenMemory * skippable +
-                    (1.0 - kScreenMemory) * static_cast<double>(negligible_tiles) / tiles;
+                    (1.0 - kScreenMemory) * static_cast<double>(screen ? proved : negligible_tiles) / tiles;
       }
       if (segments > 1) {
-        std::copy(state.get(), state.get() + rows, partial.get() + task * per_task);
+        std::copy(s.state.get(), s.state.get() + rows, partial.get() + task * per_task);
       } else {
         T* out = p.out + b * p.m + i0;
-        for (index_t a = 0; a < rows; ++a) out[a] = static_cast<T>(lse_result(state[a], scale));
+        for (index_t a = 0; a < rows; ++a)
+          out[a] = static_cast<T>(lse_result(s.state[a], scale) + packed.log_max_weight[b]);
       }
     }
-    tile_blocks += my_tile_blocks;
-    screened_tiles += my_screened;
-    skipped_tiles += my_skipped;
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+    add_stats(stats, s.stats);
   }
-  if (cancelled.load()) return false;
-  if (p.stats != nullptr) *p.stats = {tile_blocks.load(), screened_tiles.load(), skipped_tiles.load()};
+  if (cancel.cancelled.load()) return false;
   if (segments > 1) {
     for (index_t query_task = 0; query_task < query_tasks; ++query_task) {
       const index_t b = query_task / tasks_per_batch;
@@ -539,11 +664,327 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
         LseState merged = parts[a];
         for (index_t segment = 1; segment < segments; ++segment)
           lse_merge(merged, parts[segment * per_task + a], scale);
-        p.out[b * p.m + i0 + a] = static_cast<T>(lse_result(merged, scale));
+        p.out[b * p.m + i0 + a] = static_cast<T>(lse_result(merged, scale) + packed.log_max_weight[b]);
       }
     }
   }
   return true;
+}
+
+// ---------------------------------------------------------------------------------------
+// Phase 3b: the pruned path
+// ---------------------------------------------------------------------------------------
+//
+// Centres are packed in k-d order (spatial_order.hpp), so that every block of the packed
+// layout is a leaf of a k-d tree; each node of the tree keeps its bounding box and its
+// mass M = (sum of its weights) / w_max.  Queries are taken in k-d order too, in tasks of
+// kPrunedTask queries that share one neighbourhood (and one bounding box).  For a query
+// q, every term of node N is at most exp(-gap(q, N)^2 scale), gap being the distance from
+// q to N's box, so N adds at most
+//     bound(q, N) = M_N exp(-gap(q, N)^2 scale).
+// A task walks the tree depth first, the nearer child first, and skips a node when,
+// for each of its queries, its bound is at most eps (sum so far) M_N / M, M the mass of
+// the whole mixture (see TaskBudget): the skipped nodes are disjoint, so the result
+// differs from the full sum by at most a relative eps, below the rounding of T.  The
+// first leaf reached (the nearest) is always computed, so that every query has a sum to
+// compare with.
+
+template <class T>
+constexpr double kLogPruneTolerance = -26.0 * 0.69314718055994531;  // eps = 2^-26 of a float sum
+template <>
+constexpr double kLogPruneTolerance<double> = -55.0 * 0.69314718055994531;  // 2^-55 of a double
+
+// Queries per pruned task: small enough that the task's box stays within one cluster of
+// a layer's samples (the R samples of one input), large enough for whole register tiles.
+constexpr index_t kPrunedTask = 16;
+
+inline double log_add(double a, double b) {  // ln(e^a + e^b), -inf safe
+  if (a < b) std::swap(a, b);
+  // Below e^-40 the smaller adds nothing to a double; skipping exp also avoids libm's
+  // slow underflow path, which otherwise dominates the pruning's bookkeeping.
+  if (!(b - a > -40.0)) return a;
+  return a + std::log1p(std::exp(b - a));
+}
+
+// Lower bound on the squared distance between two boxes ([lo, hi] per coordinate; a
+// point is a box with lo = hi).  The factor covers the rounding of the double arithmetic.
+inline double box_gap2(const double* lo_a, const double* hi_a, const double* lo_b, const double* hi_b,
+                       index_t d) {
+  double gap2 = 0.0;
+  for (index_t k = 0; k < d; ++k) {
+    const double gap = std::max({0.0, lo_b[k] - hi_a[k], lo_a[k] - hi_b[k]});
+    gap2 += gap * gap;
+  }
+  return gap2 * (1.0 - 1e-12);
+}
+
+// The k-d tree over the centre blocks of one batch element, nodes in depth-first order
+// (node 0 the root).  Node ranges follow kd_order's splits, in blocks.
+struct BlockTree {
+  struct Node {
+    index_t first_block, end_block, left, right;  // children -1 for a leaf
+    double log_mass;                              // -inf when every weight is zero
+  };
+  std::vector<Node> nodes;
+  std::vector<double> box;  // per node: d lows, then d highs
+};
+
+template <class T>
+index_t add_node(BlockTree& tree, const Problem<T>& p, const Layout<T>& lay, index_t b, const index_t* order,
+                 index_t first_block, index_t end_block) {
+  const index_t id = static_cast<index_t>(tree.nodes.size()), d = p.d;
+  tree.nodes.push_back({first_block, end_block, -1, -1, 0.0});
+  tree.box.resize((id + 1) * 2 * d);
+  const index_t count = end_block - first_block;
+  if (count > 1) {
+    const index_t mid = first_block + (count + 1) / 2;  // kd_order's split, in blocks
+    const index_t left = add_node(tree, p, lay, b, order, first_block, mid);
+    const index_t right = add_node(tree, p, lay, b, order, mid, end_block);
+    tree.nodes[id].left = left;
+    tree.nodes[id].right = right;
+    tree.nodes[id].log_mass = log_add(tree.nodes[left].log_mass, tree.nodes[right].log_mass);
+    for (index_t k = 0; k < d; ++k) {
+      tree.box[id * 2 * d + k] = std::min(tree.box[left * 2 * d + k], tree.box[right * 2 * d + k]);
+      tree.box[id * 2 * d + d + k] = std::max(tree.box[left * 2 * d + d + k], tree.box[right * 2 * d + d + k]);
+    }
+    return id;
+  }
+  // A leaf: one block of rows of the order.
+  const index_t lo = first_block * lay.block_width, hi = std::min(p.n, lo + lay.block_width);
+  double* box_lo = tree.box.data() + id * 2 * d;
+  double* box_hi = box_lo + d;
+  std::fill(box_lo, box_lo + d, std::numeric_limits<double>::infinity());
+  std::fill(box_hi, box_hi + d, -std::numeric_limits<double>::infinity());
+  double mass = 0.0;
+  const T* w = p.weights != nullptr ? p.weights + b * p.n : nullptr;
+  const double w_max = w != nullptr ? static_cast<double>(*std::max_element(w, w + p.n)) : 1.0;
+  for (index_t r = lo; r < hi; ++r) {
+    const index_t c = order[r];
+    const double weight = w != nullptr ? static_cast<double>(w[c]) / w_max : 1.0;
+    if (!(weight > 0.0)) continue;  // an absent centre does not widen the box
+    mass += weight;
+    for (index_t k = 0; k < d; ++k) {
+      const double v = static_cast<double>(p.centers(b, c, k));
+      box_lo[k] = std::min(box_lo[k], v);
+      box_hi[k] = std::max(box_hi[k], v);
+    }
+  }
+  tree.nodes[id].log_mass = std::log(mass);
+  return id;
+}
+
+// The k-d orders of every batch element's centres and queries, and its block tree.
+struct PruneIndex {
+  std::unique_ptr<index_t[]> centre_order, query_order;
+  std::vector<BlockTree> trees;
+};
+
+template <class T>
+PruneIndex build_prune_index(const Problem<T>& p, const Layout<T>& lay, index_t per_task, int threads) {
+  PruneIndex index{std::unique_ptr<index_t[]>(new index_t[p.batch * p.n]),
+                   std::unique_ptr<index_t[]>(new index_t[p.batch * p.m]), std::vector<BlockTree>(p.batch)};
+  // Many small mixtures: one per thread.  Few large ones: each ordering uses the threads.
+  const bool across_batch = p.batch >= threads;
+  const int inner_threads = across_batch ? 1 : threads;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1 && across_batch)
+#endif
+  for (index_t b = 0; b < p.batch; ++b) {
+    index_t* order = index.centre_order.get() + b * p.n;
+    kd_order(p.centers, b, p.n, p.d, lay.block_width, order, inner_threads);
+    kd_order(p.queries, b, p.m, p.d, per_task, index.query_order.get() + b * p.m, inner_threads);
+    index.trees[b].nodes.reserve(2 * lay.blocks);
+    add_node(index.trees[b], p, lay, b, order, 0, lay.blocks);
+  }
+  return index;
+}
+
+// The pruning test of one task's queries.  Query a may skip node N when N's bound is at
+// most eps sum_a M_N / M, with sum_a what the query has accumulated so far and M the
+// mass of the whole mixture: the skipped nodes are disjoint, so together they stay
+// below eps sum_a whatever their number and order.  The masses cancel, leaving a
+// distance test: gap(q_a, N)^2 >= (ln M - ln eps - ln sum_a) / scale =: need_a.  It is
+// made first with the task's box against the largest need (one comparison), then query
+// by query.  Before the first computed block nothing is skipped.
+template <class T>
+struct TaskBudget {
+  using VD = vdouble;
+  static constexpr int L = Simd<double>::lanes;
+  index_t d, rows, vectors;
+  AlignedArray<double> queries;  // [vector][k][L], transposed; padding lanes copy query 0
+  AlignedArray<double> need;     // need_a, squared gaps
+  double most_need = std::numeric_limits<double>::infinity();
+
+  TaskBudget(index_t per_task, index_t d_)
+      : d(d_), rows(0), vectors(0), queries((per_task + L) * d_), need(per_task + L) {}
+
+  void start(const T* qbuf, index_t rows_) {
+    rows = rows_;
+    vectors = (rows + L - 1) / L;
+    for (index_t v = 0; v < vectors; ++v)
+      for (index_t k = 0; k < d; ++k)
+        for (int l = 0; l < L; ++l) {
+          const index_t a = v * L + l < rows ? v * L + l : 0;
+          queries.ptr[(v * d + k) * L + l] = static_cast<double>(qbuf[a * d + k]);
+        }
+    std::fill(need.ptr, need.ptr + vectors * L, std::numeric_limits<double>::infinity());
+    most_need = std::numeric_limits<double>::infinity();
+  }
+
+  // After a block was computed: the queries' log-sums so far.
+  void update(const double* log_sum, double log_total_mass, double scale) {
+    most_need = 0.0;
+    for (index_t i = 0; i < vectors * L; ++i) {
+      const double log_allowed = kLogPruneTolerance<T> + log_sum[i < rows ? i : 0] - log_total_mass;
+      need.ptr[i] = std::max(0.0, -log_allowed / scale);  // +inf while the sum is 0
+      most_need = std::max(most_need, need.ptr[i]);
+    }
+  }
+
+  bool skip_for_all(double task_gap2) const { return task_gap2 >= most_need; }
+
+  bool skip_each(const double* box_lo, const double* box_hi) const {
+    for (index_t v = 0; v < vectors; ++v) {
+      VD gap2 = VD{};
+      for (index_t k = 0; k < d; ++k) {
+        const VD q = load<VD>(queries.ptr + (v * d + k) * L);
+        VD gap = splat<VD>(box_lo[k]) - q;
+        const VD above = q - splat<VD>(box_hi[k]);
+        gap = gap > above ? gap : above;
+        gap = gap > VD{} ? gap : VD{};
+        gap2 += gap * gap;
+      }
+      gap2 *= 1.0 - 1e-12;  // rounding of the double arithmetic
+      const VD short_of = load<VD>(need.ptr + v * L) - gap2;
+      for (int l = 0; l < L; ++l)
+        if (!(short_of[l] <= 0.0)) return false;
+    }
+    return true;
+  }
+};
+
+template <class T>
+bool run_pruned(const Problem<T>& p, const Interrupt& interrupt, int threads, KernelStats& stats) {
+  constexpr int kTileQ = Simd<T>::tile_q;
+  const Layout<T> lay(p.n, p.d);
+  const index_t d = p.d;
+  const double scale = exponent_scale(p.beta);
+  const index_t per_task = (std::min<index_t>(kPrunedTask, p.m) + kTileQ - 1) / kTileQ * kTileQ;
+  const PruneIndex index = build_prune_index(p, lay, per_task, threads);
+  PackedCentres<T> packed(p, lay, false);
+  pack_centres(p, lay, index.centre_order.get(), threads, packed);
+
+  const index_t tasks_per_batch = (p.m + per_task - 1) / per_task;
+  const index_t tasks = p.batch * tasks_per_batch;
+  CancelPoint cancel(interrupt);
+
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+  {
+    const bool polls = polling_thread(interrupt);
+    TaskScratch<T> s(per_task, lay, false);
+    TaskBudget<T> budget(per_task, d);
+    std::vector<double> task_box(2 * d);
+    std::unique_ptr<double[]> log_sum(new double[per_task]);
+    std::vector<std::pair<index_t, double>> stack;  // (node, its squared gap to the task)
+
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+    for (index_t task = 0; task < tasks; ++task) {
+      if (cancel(polls)) continue;
+      const index_t b = task / tasks_per_batch;
+      const index_t r0 = (task % tasks_per_batch) * per_task;
+      const index_t rows = std::min(per_task, p.m - r0);
+      const index_t rows_padded = (rows + kTileQ - 1) / kTileQ * kTileQ;
+      const index_t tiles = rows_padded / kTileQ;
+      const index_t* query_order = index.query_order.get() + b * p.m + r0;
+      load_queries(p, b, rows, rows_padded, [query_order](index_t a) { return query_order[a]; }, s);
+      std::fill(s.skip.get(), s.skip.get() + tiles, false);
+      std::fill(task_box.begin(), task_box.begin() + d, std::numeric_limits<double>::infinity());
+      std::fill(task_box.begin() + d, task_box.end(), -std::numeric_limits<double>::infinity());
+      for (index_t a = 0; a < rows; ++a) {
+        for (index_t k = 0; k < d; ++k) {
+          const double v = static_cast<double>(s.qbuf.ptr[a * d + k]);
+          task_box[k] = std::min(task_box[k], v);
+          task_box[d + k] = std::max(task_box[d + k], v);
+        }
+      }
+      budget.start(s.qbuf.ptr, rows);
+      const BlockTree& tree = index.trees[b];
+      auto gap2_to = [&](index_t node) {
+        const double* box = tree.box.data() + node * 2 * d;
+        return box_gap2(task_box.data(), task_box.data() + d, box, box + d, d);
+      };
+
+      index_t computed = 0, visited = 0;
+      stack.assign(1, {0, gap2_to(0)});
+      while (!stack.empty()) {
+        if (++visited % 64 == 0 && cancel(polls)) break;
+        const auto [node_id, gap2] = stack.back();
+        stack.pop_back();
+        const BlockTree::Node& node = tree.nodes[node_id];
+        if (node.log_mass == -std::numeric_limits<double>::infinity()) continue;  // all weights zero
+        const double* box = tree.box.data() + node_id * 2 * d;
+        if (budget.skip_for_all(gap2) || budget.skip_each(box, box + d)) continue;
+        if (node.left >= 0) {  // the nearer child on top of the stack
+          const double gap2_left = gap2_to(node.left), gap2_right = gap2_to(node.right);
+          if (gap2_left <= gap2_right) {
+            stack.emplace_back(node.right, gap2_right);
+            stack.emplace_back(node.left, gap2_left);
+          } else {
+            stack.emplace_back(node.left, gap2_left);
+            stack.emplace_back(node.right, gap2_right);
+          }
+          continue;
+        }
+        const index_t g0 = node.first_block * lay.block_groups;
+        compute_block(p, lay, packed, b, g0, std::min(lay.groups, g0 + lay.block_groups), rows, tiles, s);
+        for (index_t a = 0; a < rows; ++a) log_sum[a] = lse_result(s.state[a], scale);
+        budget.update(log_sum.get(), tree.nodes[0].log_mass, scale);
+        ++computed;
+      }
+      s.stats.block_visits += lay.blocks;
+      s.stats.blocks_computed += computed;
+      for (index_t a = 0; a < rows; ++a)
+        p.out[b * p.m + query_order[a]] =
+            static_cast<T>(lse_result(s.state[a], scale) + packed.log_max_weight[b]);
+    }
+#ifdef _OPENMP
+#pragma omp critical
+#endif
+    add_stats(stats, s.stats);
+  }
+  stats.pruned += p.batch;
+  return !cancel.cancelled.load();
+}
+
+// ---------------------------------------------------------------------------------------
+// The entry point: choose the path
+// ---------------------------------------------------------------------------------------
+
+// Pruning pays once there are enough queries to share each ordering and enough centre
+// blocks to skip; below that the brute path is already fast.
+constexpr index_t kPruneMinCentres = 2048;
+constexpr index_t kPruneMinQueries = 256;
+
+template <class T>
+bool run(const Problem<T>& p, const Interrupt& interrupt) {
+#ifdef _OPENMP
+  // Waking a thread team costs microseconds on a quiet machine and a scheduler tick
+  // (~milliseconds) on a busy one: small problems (under ~1 ms of work) run serially.
+  const bool small = static_cast<double>(p.batch) * p.m * p.n * (p.d + 8) < 1e7;
+  const int threads = small ? 1 : p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
+#else
+  const int threads = 1;
+#endif
+  const bool prune = p.prune == Prune::always ||
+                     (p.prune == Prune::automatic && p.n >= kPruneMinCentres && p.m >= kPruneMinQueries);
+  KernelStats stats;
+  const bool finished = prune ? run_pruned(p, interrupt, threads, stats) : run_brute(p, interrupt, threads, stats);
+  if (finished && p.stats != nullptr) *p.stats = stats;
+  return finished;
 }
 
 }  // namespace

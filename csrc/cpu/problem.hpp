@@ -22,10 +22,18 @@ struct StridedView3 {
 enum class Screen { automatic = 0, off = 1, always = 2 };
 Screen parse_screen(const std::string& name);  // "auto", "off", "always"
 
-// What the screen did, summed over a call (for tests and benchmarks): register tiles x
-// blocks in all, how many were screened, and how many of those were skipped.
-struct ScreenStats {
+// Block pruning (see lse_kernel.hpp): `automatic` prunes problems large enough to pay
+// for the ordering, `off` runs the brute path, `always` prunes every problem (for tests).
+enum class Prune { automatic = 0, off = 1, always = 2 };
+Prune parse_prune(const std::string& name);  // "auto", "off", "always"
+
+// What the kernel did, summed over a call (for tests and benchmarks).  Screen: register
+// tiles x blocks in all, how many were screened, how many of those were skipped.
+// Pruning: batch elements that ran the pruned path, and for those the (query task,
+// centre block) pairs there were and how many of them were computed.
+struct KernelStats {
   index_t tile_blocks = 0, screened = 0, skipped = 0;
+  index_t pruned = 0, block_visits = 0, blocks_computed = 0;
 };
 
 template <class T>
@@ -37,9 +45,13 @@ struct Problem {
   double beta;
   int num_threads;  // <= 0: the OpenMP default
   Screen screen = Screen::automatic;
+  Prune prune = Prune::automatic;
   // Optional, length m: for query i, a centre likely to be near it (a speed hint only).
   const index_t* near_centre = nullptr;
-  ScreenStats* stats = nullptr;  // optional, filled in when given
+  // Optional, C-contiguous (batch, n): non-negative centre weights, out[b, i] becoming
+  // log sum_j w_j exp(...).  Each batch element needs one positive weight.
+  const T* weights = nullptr;
+  KernelStats* stats = nullptr;  // optional, filled in when given
 };
 
 // Called by the calling thread every few tens of milliseconds; returns true to cancel

@@ -41,8 +41,10 @@ INFOFLOW_HD LseState lse_empty() {
 // exp(-(D_j - new_dmin) * scale) is `block_sum`, where new_dmin = min(state.dmin, block_dmin).
 INFOFLOW_HD void lse_fold(LseState& state, double new_dmin, double block_sum, double scale) {
   if (new_dmin < state.dmin) {
-    // exp(-inf) = 0 also covers the empty state (dmin = +inf, sum = 0).
-    state.sum *= exp((new_dmin - state.dmin) * scale);
+    // exp(-inf) = 0 also covers the empty state (dmin = +inf, sum = 0).  Factors that
+    // underflow are set to 0 without calling exp, whose underflow path is slow.
+    const double log_factor = (new_dmin - state.dmin) * scale;
+    state.sum = log_factor > -745.0 ? state.sum * exp(log_factor) : 0.0;
     state.dmin = new_dmin;
   }
   state.sum += block_sum;
