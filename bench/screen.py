@@ -62,7 +62,8 @@ def run(cfg, log=print):
             row = {"d": d, "n": n, "beta": beta}
             for screen in ("off", "auto"):
                 def call(screen=screen):
-                    return _core.log_density(q[None], c[None], beta, 0, _backend.simd_level(), screen, None, True)
+                    return _core.log_density(q[None], c[None], beta, 0, _backend.simd_level(), screen, None, True,
+                                             "off")  # the screen belongs to the brute path
 
                 out, stats = call()
                 row[f"infoflow_{screen}_s"] = best_time(call)

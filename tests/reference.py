@@ -64,3 +64,63 @@ def kt_bounds_reference(centers, beta):
         return -np.mean(np.log(np.mean(np.exp(-sq / a), axis=1)))
 
     return h_z + m(8 * beta**2), h_z + m(2 * beta**2)
+
+
+def _log_weights(weights, centers_shape):
+    """float64 log-weights broadcast to centers_shape[:-1]; log 0 = -inf (an absent centre)."""
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), centers_shape[:-1])
+    with np.errstate(divide="ignore"):
+        return np.log(w)
+
+
+def weighted_lse_reference(queries, centers, beta, weights):
+    """float64 log sum_j w_j exp(-||q_i - c_j||^2 / (2 beta^2)).
+
+    queries (..., m, d), centers (..., n, d), weights (..., n) or (n,) (broadcast over the
+    leading batch axes).  Zero weights drop their centre: the log-weight is -inf and
+    scipy's logsumexp ignores -inf terms.
+    """
+    q = np.asarray(queries, dtype=np.float64)
+    c = np.asarray(centers, dtype=np.float64)
+    batch_shape = q.shape[:-2]
+    q3 = q.reshape(-1, *q.shape[-2:])
+    c3 = c.reshape(-1, *c.shape[-2:])
+    logw = _log_weights(weights, c.shape).reshape(c3.shape[:2])
+    out = np.empty(q3.shape[:2])
+    rows = max(1, 2_000_000 // (c3.shape[1] * c3.shape[2]))  # keeps each block ~16 MB
+    for b in range(q3.shape[0]):
+        for i0 in range(0, q3.shape[1], rows):
+            diff = q3[b, i0:i0 + rows, None, :] - c3[b, None, :, :]
+            sq = np.einsum("ijk,ijk->ij", diff, diff)
+            out[b, i0:i0 + rows] = logsumexp(-sq / (2.0 * beta * beta) + logw[b][None, :], axis=1)
+    return out.reshape(*batch_shape, q3.shape[1])
+
+
+def weighted_log_density_reference(queries, centers, beta, weights):
+    """float64 log of sum_j (w_j / W) phi_beta(q - c_j), W = sum_j w_j (per batch element)."""
+    c_shape = np.shape(centers)
+    d = c_shape[-1]
+    w = np.broadcast_to(np.asarray(weights, dtype=np.float64), c_shape[:-1])
+    log_total = np.log(w.sum(axis=-1))[..., None]
+    return (weighted_lse_reference(queries, centers, beta, weights) - log_total
+            - 0.5 * d * math.log(2 * math.pi * beta**2))
+
+
+def weighted_entropy_quadrature_1d(centers, weights, beta):
+    """h(sum_j (w_j / W) N(c_j, beta^2)) for 1-D `centers`, by adaptive quadrature."""
+    s = np.asarray(centers, dtype=np.float64).ravel()
+    w = np.asarray(weights, dtype=np.float64).ravel()
+    keep = w > 0
+    s, p = s[keep], w[keep] / w[keep].sum()
+    norm = 1.0 / (beta * math.sqrt(2 * math.pi))
+
+    def integrand(t):
+        g = norm * (p * np.exp(-((t - s) ** 2) / (2 * beta**2))).sum()
+        return -g * math.log(g) if g > 0 else 0.0
+
+    knots = np.unique(np.concatenate([[s.min() - 12 * beta], np.sort(s), [s.max() + 12 * beta]]))
+    total = 0.0
+    for a, b in zip(knots[:-1], knots[1:]):
+        value, _ = integrate.quad(integrand, a, b, limit=200, epsabs=1e-12, epsrel=1e-12)
+        total += value
+    return total

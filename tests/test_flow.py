@@ -16,7 +16,7 @@ from infoflow.flow import (  # noqa: E402
     log_spaced_epochs,
     plot_information_plane,
 )
-from infoflow.mutual_information import mi_xt, mi_yt  # noqa: E402
+from infoflow.mutual_information import layer_information, mi_xt, mi_yt  # noqa: E402
 from infoflow.nn import GaussianNoise, NoisyMLP  # noqa: E402
 from infoflow.sampling import sample_layers  # noqa: E402
 
@@ -55,10 +55,20 @@ def test_matches_direct_estimator_calls(data):
             s = s[:, :1]
         else:
             assert np.max(np.abs(s - s[:, :1])) > 1e-3 * 0.05
-        ixt = mi_xt(s, 0.05, mc_samples=8, rng=gen)
-        iyt = mi_yt(s, y, 0.05, mc_samples=8, rng=gen)
+        ixt, iyt = layer_information(s, y, 0.05, mc_samples=8, rng=gen)
         assert (row.ixt, row.ixt_stderr, row.iyt, row.iyt_stderr) == (ixt.value, ixt.stderr, iyt.value, iyt.stderr)
         assert row.width == s.shape[2] and row.unit == "nats"
+
+
+def test_layer_information_shares_h_t_with_mi_xt_and_agrees_with_mi_yt(data):
+    """h(T) is estimated once: the first draws are mi_xt's (identical I(X;T) for one seed),
+    and I(Y;T) agrees with a separate mi_yt within the combined standard error."""
+    x, y = data
+    s = sample_layers(small_net(), x, repeats=4, rng=5)["noise2"]
+    ixt, iyt = layer_information(s, y, 0.05, rng=77)
+    assert ixt == mi_xt(s, 0.05, rng=77)
+    separate = mi_yt(s, y, 0.05, rng=78)
+    assert abs(iyt.value - separate.value) <= 4 * math.hypot(iyt.stderr, separate.stderr)
 
 
 def test_reproducible_and_bounded(data):

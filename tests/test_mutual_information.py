@@ -83,13 +83,13 @@ def test_regimes_are_what_they_claim():
 def test_deterministic_layer_uses_the_exact_noise_entropy(monkeypatch):
     """With R = 1 only h(T) is estimated: stderr is exactly h(T)'s and one call is made."""
     calls = []
-    real = mi_module.mixture_entropy
+    real = mi_module.entropy_nats
 
     def spy(centers, *args, **kwargs):
-        calls.append(np.shape(centers))
+        calls.append(centers.shape)
         return real(centers, *args, **kwargs)
 
-    monkeypatch.setattr(mi_module, "mixture_entropy", spy)
+    monkeypatch.setattr(mi_module, "entropy_nats", spy)
     s = np.tanh(0.5 * X4).reshape(4, 1, 1)
     est = mi_xt(s, 0.3, rng=7)
     h_t = infoflow.mixture_entropy(s.reshape(1, 4, 1), 0.3, mc_samples=infoflow.default_mc_samples(4), rng=7)
@@ -107,8 +107,9 @@ def test_deterministic_layer_limits_in_higher_dimension(d):
     separated[:, 0, -1] = 3.0 * (np.arange(m) % 2)
     est = mi_xt(separated, beta, rng=30)
     assert 0 < est.stderr < 0.01 and within(est, math.log(m))
+    # Coinciding points merge into one weighted centre: h(T) = h_Z exactly, so I = 0 exactly.
     est = mi_xt(np.full((m, 1, d), 0.7), beta, rng=31)
-    assert 0 < est.stderr < 0.01 and within(est, 0.0)
+    assert est.value == pytest.approx(0.0, abs=1e-12) and est.stderr == 0.0
 
 
 def test_repeated_samples_give_the_deterministic_value():
@@ -170,13 +171,14 @@ def test_stderr_is_calibrated():
 def test_stderr_combines_the_terms_in_quadrature(monkeypatch):
     """The documented formulas, checked on the estimates each term returned."""
     results = []
-    real = mi_module.mixture_entropy
+    real = mi_module.entropy_nats
 
     def spy(*args, **kwargs):
-        results.append(real(*args, **kwargs))
-        return results[-1]
+        value, stderr = real(*args, **kwargs)
+        results.append(infoflow.Estimate(value, stderr))
+        return value, stderr
 
-    monkeypatch.setattr(mi_module, "mixture_entropy", spy)
+    monkeypatch.setattr(mi_module, "entropy_nats", spy)
     est = mi_xt(S_R3[:, :, None], BETA_R3, mc_samples=50, rng=32)
     h_t, cond = results
     assert est.value == pytest.approx(h_t.value[0] - np.mean(cond.value), abs=1e-12)
@@ -190,28 +192,39 @@ def test_stderr_combines_the_terms_in_quadrature(monkeypatch):
     assert est.stderr == pytest.approx(expected, rel=1e-12)
 
 
-def test_default_mc_samples_is_shared_by_every_term(monkeypatch):
+def test_the_query_budget_is_shared_by_every_term(monkeypatch):
+    """h(T) gets the budget (65536 queries by default) and the conditional terms as many
+    in total: ceil(65536 / m) per input, or per class in proportion to its frequency."""
     seen = []
-    real = mi_module.mixture_entropy
+    real = mi_module.entropy_nats
 
-    def spy(centers, beta, *, mc_samples, **kwargs):
-        seen.append((np.shape(centers), mc_samples))
-        return real(centers, beta, mc_samples=mc_samples, **kwargs)
+    def spy(centers, beta, *, k, n_queries, **kwargs):
+        seen.append((centers.shape, k, n_queries))
+        return real(centers, beta, k=k, n_queries=n_queries, **kwargs)
 
-    monkeypatch.setattr(mi_module, "mixture_entropy", spy)
+    monkeypatch.setattr(mi_module, "entropy_nats", spy)
     samples = np.random.default_rng(9).normal(size=(30, 7, 2))
     mi_xt(samples, 0.5, rng=0)
-    k = infoflow.default_mc_samples(210)
-    assert seen == [((1, 210, 2), k), ((30, 7, 2), k)]
+    assert seen == [((1, 210, 2), None, 65536), ((30, 7, 2), None, math.ceil(65536 / 30))]
     seen.clear()
     mi_xt(samples, 0.5, max_centers=100, rng=0)
-    assert seen == [((1, 100, 2), infoflow.default_mc_samples(100)), ((30, 7, 2), infoflow.default_mc_samples(100))]
+    assert seen == [((1, 100, 2), None, 65536), ((30, 7, 2), None, math.ceil(65536 / 30))]
     seen.clear()
-    mi_yt(samples, np.arange(30) % 2, 0.5, rng=0)
-    assert seen == [((1, 210, 2), k), ((2, 105, 2), k)]  # two classes of equal size: one call
+    mi_yt(samples, np.arange(30) % 2, 0.5, mc_queries=1000, rng=0)
+    assert seen == [((1, 210, 2), None, 1000), ((2, 105, 2), None, 500)]  # two equal classes: one call
     seen.clear()
     mi_xt(samples, 0.5, mc_samples=3, rng=0)
-    assert [call[1] for call in seen] == [3, 3]
+    assert [call[1:] for call in seen] == [(3, None), (3, None)]
+    with pytest.raises(ValueError, match="mc_samples and mc_queries"):
+        mi_xt(samples, 0.5, mc_samples=3, mc_queries=100)
+
+
+def test_the_default_budget_matches_k_per_centre_below_65536_centres():
+    """For m*R <= 65536 the default is K = default_mc_samples(m*R) draws per centre for
+    every term, the same draws as an explicit K."""
+    samples = np.random.default_rng(9).normal(size=(30, 7, 2))
+    k = infoflow.default_mc_samples(210)
+    assert mi_xt(samples, 0.5, rng=4) == mi_xt(samples, 0.5, mc_samples=k, rng=4)
 
 
 # ----------------------------------------------------------------------------- I(Y;T)
@@ -297,13 +310,13 @@ def test_max_centers_stays_within_stderr_of_full():
 
 def test_max_centers_draws_a_subset_without_replacement(monkeypatch):
     seen = []
-    real = mi_module.mixture_entropy
+    real = mi_module.entropy_nats
 
     def spy(centers, *args, **kwargs):
-        seen.append(np.array(centers))
+        seen.append(np.array(centers.data))
         return real(centers, *args, **kwargs)
 
-    monkeypatch.setattr(mi_module, "mixture_entropy", spy)
+    monkeypatch.setattr(mi_module, "entropy_nats", spy)
     samples = _ordered_clusters()
     pooled = {tuple(row) for row in samples.reshape(-1, 2)}
     subsets = []

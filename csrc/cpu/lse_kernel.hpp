@@ -864,13 +864,66 @@ struct TaskBudget {
 };
 
 template <class T>
-bool run_pruned(const Problem<T>& p, const Interrupt& interrupt, int threads, KernelStats& stats) {
+index_t pruned_task_size(const Problem<T>& p) {
+  constexpr int kTileQ = Simd<T>::tile_q;
+  return (std::min<index_t>(kPrunedTask, p.m) + kTileQ - 1) / kTileQ * kTileQ;
+}
+
+// Whether pruning can pay: the share of (query, leaf) pairs, over a sample of queries,
+// whose gap exceeds the least distance at which any leaf can ever be skipped.  That
+// distance is sqrt(-ln(eps) / scale) (need_a with the largest possible sum, the total
+// mass), so the share overestimates what pruning will skip: dense data (large beta)
+// fall back to the brute path, whose larger tasks run faster when every block is needed.
+// The same share for single centres instead of leaves, on a sample of pairs: a cheap
+// first look that spares dense data the cost of building the index.
+template <class T>
+double far_pair_share(const Problem<T>& p) {
+  const index_t samples = std::min<index_t>(64, p.batch * p.m), centres = std::min<index_t>(256, p.n);
+  const double least_need = -kLogPruneTolerance<T> / exponent_scale(p.beta);
+  index_t far = 0;
+  for (index_t i = 0; i < samples; ++i) {
+    const index_t flat = i * (p.batch * p.m) / samples, b = flat / p.m, row = flat % p.m;
+    for (index_t j = 0; j < centres; ++j) {
+      const index_t c = j * p.n / centres;
+      double dist2 = 0.0;
+      for (index_t k = 0; k < p.d; ++k) {
+        const double diff = static_cast<double>(p.queries(b, row, k)) - static_cast<double>(p.centers(b, c, k));
+        dist2 += diff * diff;
+      }
+      far += dist2 > least_need;
+    }
+  }
+  return static_cast<double>(far) / static_cast<double>(samples * centres);
+}
+
+template <class T>
+double prunable_share(const Problem<T>& p, const PruneIndex& index) {
+  const index_t d = p.d, samples = std::min<index_t>(64, p.batch * p.m);
+  const double least_need = -kLogPruneTolerance<T> / exponent_scale(p.beta);
+  std::vector<double> point(d);
+  index_t far = 0, pairs = 0;
+  for (index_t i = 0; i < samples; ++i) {
+    const index_t flat = i * (p.batch * p.m) / samples, b = flat / p.m, row = flat % p.m;
+    for (index_t k = 0; k < d; ++k) point[k] = static_cast<double>(p.queries(b, row, k));
+    const BlockTree& tree = index.trees[b];
+    for (index_t node = 0; node < static_cast<index_t>(tree.nodes.size()); ++node) {
+      if (tree.nodes[node].left >= 0) continue;  // leaves only
+      const double* box = tree.box.data() + node * 2 * d;
+      far += box_gap2(point.data(), point.data(), box, box + d, d) > least_need;
+      ++pairs;
+    }
+  }
+  return static_cast<double>(far) / static_cast<double>(std::max<index_t>(pairs, 1));
+}
+
+template <class T>
+bool run_pruned(const Problem<T>& p, const PruneIndex& index, const Interrupt& interrupt, int threads,
+                KernelStats& stats) {
   constexpr int kTileQ = Simd<T>::tile_q;
   const Layout<T> lay(p.n, p.d);
   const index_t d = p.d;
   const double scale = exponent_scale(p.beta);
-  const index_t per_task = (std::min<index_t>(kPrunedTask, p.m) + kTileQ - 1) / kTileQ * kTileQ;
-  const PruneIndex index = build_prune_index(p, lay, per_task, threads);
+  const index_t per_task = pruned_task_size(p);
   PackedCentres<T> packed(p, lay, false);
   pack_centres(p, lay, index.centre_order.get(), threads, packed);
 
@@ -968,6 +1021,8 @@ bool run_pruned(const Problem<T>& p, const Interrupt& interrupt, int threads, Ke
 // blocks to skip; below that the brute path is already fast.
 constexpr index_t kPruneMinCentres = 2048;
 constexpr index_t kPruneMinQueries = 256;
+// ... and when most leaves are far enough from the queries to be skippable at all.
+constexpr double kPruneMinShare = 0.7;
 
 template <class T>
 bool run(const Problem<T>& p, const Interrupt& interrupt) {
@@ -979,10 +1034,20 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
 #else
   const int threads = 1;
 #endif
-  const bool prune = p.prune == Prune::always ||
-                     (p.prune == Prune::automatic && p.n >= kPruneMinCentres && p.m >= kPruneMinQueries);
   KernelStats stats;
-  const bool finished = prune ? run_pruned(p, interrupt, threads, stats) : run_brute(p, interrupt, threads, stats);
+  bool finished;
+  if (p.prune == Prune::always || (p.prune == Prune::automatic && p.n >= kPruneMinCentres &&
+                                   p.m >= kPruneMinQueries && far_pair_share(p) >= kPruneMinShare)) {
+    const Layout<T> lay(p.n, p.d);
+    const PruneIndex index = build_prune_index(p, lay, pruned_task_size(p), threads);
+    if (p.prune == Prune::always || prunable_share(p, index) >= kPruneMinShare) {
+      finished = run_pruned(p, index, interrupt, threads, stats);
+    } else {
+      finished = run_brute(p, interrupt, threads, stats);
+    }
+  } else {
+    finished = run_brute(p, interrupt, threads, stats);
+  }
   if (finished && p.stats != nullptr) *p.stats = stats;
   return finished;
 }

@@ -51,7 +51,7 @@ index_t split_range(const StridedView3<T>& x, index_t b, index_t d, index_t leaf
 
 // order[0..n) becomes a permutation of the rows 0..n-1 of batch element b of x in which
 // every run of `leaf` consecutive rows is one leaf of a k-d partition (see above).
-// Splits of one level run in parallel once there are several ranges.
+// Splits of one level run in parallel once there are several ranges (for large n).
 template <class T>
 void kd_order(const StridedView3<T>& x, index_t b, index_t n, index_t d, index_t leaf, index_t* order,
               int threads) {
@@ -61,7 +61,8 @@ void kd_order(const StridedView3<T>& x, index_t b, index_t n, index_t d, index_t
     next.assign(2 * ranges.size(), {0, 0});
     const index_t count = static_cast<index_t>(ranges.size());
 #ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1 && count > 1)
+    // A thread team pays only for large orderings (waking one can cost a scheduler tick).
+#pragma omp parallel num_threads(threads) if (threads > 1 && count > 1 && n >= (1 << 17))
 #endif
     {
       std::vector<std::pair<T, index_t>> keys;

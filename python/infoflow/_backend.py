@@ -57,6 +57,16 @@ def gemm_screen() -> str:
     return _env_choice("INFOFLOW_GEMM_SCREEN", _SCREEN_CHOICES)
 
 
+_PRUNE_CHOICES = ("auto", "off", "always")
+
+
+def pruning() -> str:
+    """The CPU kernel's exact block pruning: ``INFOFLOW_PRUNE`` when set (for tests and
+    benchmarks: ``off`` runs the brute path, ``always`` prunes even small problems), else
+    ``auto``."""
+    return _env_choice("INFOFLOW_PRUNE", _PRUNE_CHOICES)
+
+
 def build_info() -> dict[str, Any]:
     """How the compiled extensions were built and what this machine offers.
 
@@ -81,17 +91,23 @@ def build_info() -> dict[str, Any]:
 
 
 def log_density_3d(queries: FloatArray, centers: FloatArray, beta: float, num_threads: int | None,
-                   *, near_centre: np.ndarray | None = None):
+                   *, near_centre: np.ndarray | None = None, weights: FloatArray | None = None):
     """Kernel call on validated 3-D arrays of one type, dtype and device.
 
     ``near_centre`` (int64, one per query row, optional) names a centre likely to be near
     each query, such as the centre a Monte Carlo query was drawn around.  It changes only
-    the speed: the CPU kernel uses it to bound each query's nearest distance early.
+    the speed of the brute path: the CPU kernel uses it to bound each query's nearest
+    distance early.  ``weights`` (validated, shape (batch, n), optional) makes the result
+    log sum_j w_j exp(-|q - c_j|^2 / (2 beta^2)).
     """
     if queries.on_cuda:
+        if weights is not None:
+            raise NotImplementedError(
+                "weights: weighted mixtures run on the CPU kernel only for now; pass CPU tensors "
+                "or numpy arrays (or repeat each centre by its integer weight)")
         return _log_density_cuda(queries.data, centers.data, beta)
     out = _core.log_density(queries.data, centers.data, beta, num_threads or 0, simd_level(), gemm_screen(),
-                            near_centre)
+                            near_centre, False, pruning(), None if weights is None else weights.data)
     if queries.kind == "torch":
         import torch
 

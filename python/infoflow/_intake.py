@@ -104,6 +104,87 @@ def same_family(first: FloatArray, second: FloatArray, first_name: str, second_n
         )
 
 
+def centre_weights(weights: Any, centers: FloatArray, name: str = "weights") -> FloatArray | None:
+    """Validate optional mixture weights against validated ``centers`` of shape (..., n, d).
+
+    Returns None for None, else the weights as a C-contiguous array of the centres'
+    array type, dtype and device with shape ``centers.shape[:-1]`` (a (n,) array is
+    broadcast over the batch axes).  Weights are finite and >= 0 with a positive one in
+    every mixture.  A dtype other than the centres' is a TypeError, except a float array
+    whose values convert to the centres' dtype exactly.
+    """
+    if weights is None:
+        return None
+    torch = _torch_module()
+    if isinstance(weights, np.ndarray):
+        kind = "numpy"
+    elif torch is not None and isinstance(weights, torch.Tensor):
+        kind = "torch"
+    else:
+        raise TypeError(f"{name}: expected None, a numpy.ndarray or a torch.Tensor, got {type(weights).__name__}")
+    if kind != centers.kind:
+        raise TypeError(f"{name} is a {kind} array but centers is a {centers.kind} array; pass both as the same type")
+    if kind == "torch":
+        if not (weights.dtype.is_floating_point and weights.dtype in (torch.float32, torch.float64)):
+            raise TypeError(f"{name}: expected a float32 or float64 tensor, got {weights.dtype}")
+        if str(weights.device) != centers.device and not (weights.device.type == "cpu" == centers.device):
+            raise ValueError(f"{name} is on {weights.device} but centers is on {centers.device}; "
+                             "move them to one device")
+        data = weights.detach()
+        host = data.cpu().numpy() if data.device.type == "cpu" else None
+        dtype = np.dtype(np.float32 if data.dtype == torch.float32 else np.float64)
+    else:
+        data = host = weights
+        dtype = weights.dtype
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name}: expected dtype float32 or float64, got {dtype}; integer counts "
+                            f"are not cast silently, convert explicitly, e.g. {name}.astype(numpy.float64)")
+    n = centers.shape[-2]
+    batch_shape = centers.shape[:-2]
+    shape = tuple(weights.shape)
+    if shape not in (tuple(centers.shape[:-1]), (n,)):
+        raise ValueError(f"{name}: expected shape {tuple(centers.shape[:-1])} (one weight per centre) "
+                         f"or ({n},), got {shape}")
+
+    def check_values(values) -> None:
+        if not bool(np.isfinite(values).all()):
+            raise ValueError(f"{name}: contains NaN or infinity")
+        if bool((values < 0).any()):
+            raise ValueError(f"{name}: must be >= 0 (got a negative weight)")
+        if not bool((values > 0).any(axis=-1).all()):
+            raise ValueError(f"{name}: every mixture needs a positive weight (got all zeros)")
+
+    if host is not None:
+        check_values(host)
+    else:  # a CUDA tensor: the same checks on the device
+        if not bool(torch.isfinite(data).all()):
+            raise ValueError(f"{name}: contains NaN or infinity")
+        if bool((data < 0).any()):
+            raise ValueError(f"{name}: must be >= 0 (got a negative weight)")
+        if not bool((data > 0).any(dim=-1).all()):
+            raise ValueError(f"{name}: every mixture needs a positive weight (got all zeros)")
+    if dtype != centers.dtype:
+        if kind == "torch":
+            torch_dtype = torch.float32 if centers.dtype == np.float32 else torch.float64
+            converted = data.to(torch_dtype)
+            exact = bool((converted.to(data.dtype) == data).all())
+        else:
+            with np.errstate(over="ignore"):  # an overflow is caught as inexact below
+                converted = data.astype(centers.dtype)
+            exact = bool((converted.astype(dtype) == data).all())
+        if not exact:
+            raise TypeError(f"{name}: has dtype {dtype} but centers has dtype {centers.dtype}, and its values "
+                            "do not convert exactly; convert one explicitly")
+        data = converted
+    if kind == "torch":
+        data = data.expand(*batch_shape, n).contiguous()
+        if data.device.type == "cpu":
+            data = data.numpy()
+    else:
+        data = np.ascontiguousarray(np.broadcast_to(data, (*batch_shape, n)))
+    return FloatArray(data, kind, centers.device, centers.dtype, (*batch_shape, n))
+
+
 def positive_real(x: Any, name: str) -> float:
     """A finite real number > 0 (beta, a bandwidth)."""
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):

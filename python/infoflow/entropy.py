@@ -15,6 +15,7 @@ from . import _backend
 from ._intake import (
     FloatArray,
     beta_for_dtype,
+    centre_weights,
     float_array,
     log_of_base,
     make_rng,
@@ -58,8 +59,9 @@ def noise_entropy(dim, beta, *, base=None) -> float:
 
 
 def default_mc_samples(n: int) -> int:
-    """The default K: enough Monte Carlo queries (n * K >= 65536) for a stderr of a few
-    thousandths of a nat per dimension, and one query per centre when n >= 65536."""
+    """The default K for n <= 65536 centres: enough Monte Carlo queries (n * K >= 65536)
+    for a stderr of a few thousandths of a nat per dimension; 1 beyond (where
+    :func:`mixture_entropy` draws a subset of 65536 centres instead)."""
     return max(1, math.ceil(DEFAULT_MC_QUERIES / n))
 
 
@@ -105,32 +107,116 @@ def _chunks(batch: int, rows: int, dim: int):
 
 
 def _monte_carlo_queries(centers: FloatArray, b0, b1, owner: np.ndarray, beta, noise):
-    """q = s_i + beta * z for each query's centre i = owner[r]."""
+    """q = s_j + beta * z for each query's centre j: owner[r] (shared by the batch rows
+    b0..b1) or owner[b, r] (one per batch row)."""
     block = centers.data[b0:b1]
     if centers.on_cuda:
         import torch
 
-        owner_t = torch.as_tensor(owner, device=block.device)
-        noise_t = torch.from_numpy(noise).to(block.device)
-        data = block[:, owner_t, :] + beta * noise_t
+        owner = torch.as_tensor(owner, device=block.device)
+        noise = torch.from_numpy(noise).to(block.device)
+        rows = torch.arange(b1 - b0, device=block.device)[:, None]
     else:
-        data = block[:, owner, :] + beta * noise
+        rows = np.arange(b1 - b0)[:, None]
+    picked = block[:, owner, :] if owner.ndim == 1 else block[rows, owner, :]
+    data = picked + beta * noise
     return FloatArray(data, centers.kind, centers.device, centers.dtype, tuple(data.shape))
 
 
-def mixture_entropy(centers, beta, *, mc_samples=None, base=None, rng=None, num_threads=None,
-                    progress=False) -> Estimate:
+class _QueryPlan:
+    """Which centre each Monte Carlo query is drawn around, per mixture.
+
+    Three designs, all unbiased for the entropy of every mixture of the batch:
+
+    - ``stratified`` (equal weights, K given or n <= the query budget): every centre K
+      times; query r belongs to centre r // K.
+    - ``subset`` (equal weights, more centres than the budget): one uniform random subset
+      of the centres, without replacement, one query each.
+    - ``iid`` (weighted): centres drawn independently with probability w_j / W.
+    """
+
+    def __init__(self, design: str, count: int, owner: np.ndarray | None = None, k: int = 1):
+        self.design, self.count, self.owner, self.k = design, count, owner, k
+
+    def owners(self, b0: int, b1: int, r0: int, r1: int) -> np.ndarray:
+        if self.design == "stratified":
+            return np.arange(r0, r1, dtype=np.int64) // self.k
+        if self.design == "subset":
+            return self.owner[r0:r1]
+        return self.owner[b0:b1, r0:r1]
+
+
+def _query_plan(n: int, weights: np.ndarray | None, k: int | None, n_queries: int | None,
+                generator: np.random.Generator) -> _QueryPlan:
+    """The design of the Monte Carlo queries (see _QueryPlan); draws what it needs from ``generator``."""
+    if weights is not None:
+        count = n * k if k is not None else (n_queries or DEFAULT_MC_QUERIES)
+        cdf = np.cumsum(weights.astype(np.float64), axis=-1)
+        u = generator.random((weights.shape[0], count)) * cdf[:, -1:]
+        owner = np.stack([np.searchsorted(cdf[b], u[b], side="right") for b in range(weights.shape[0])])
+        return _QueryPlan("iid", count, np.minimum(owner, n - 1).astype(np.int64))
+    if k is None:
+        target = n_queries or DEFAULT_MC_QUERIES
+        if target < n:
+            owner = np.sort(generator.choice(n, size=target, replace=False, shuffle=False)).astype(np.int64)
+            return _QueryPlan("subset", target, owner)
+        k = math.ceil(target / n)
+    return _QueryPlan("stratified", n * k, k=k)
+
+
+def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = None, k: int | None = None,
+                 n_queries: int | None = None, generator: np.random.Generator, num_threads=None,
+                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Monte Carlo entropies (nats) and standard errors of a validated (batch, n, d) stack
+    of mixtures, one value per batch row: the engine of :func:`mixture_entropy`, for
+    callers that have validated their arrays already.  ``weights`` (batch, n) validated,
+    ``k`` draws per centre or ``n_queries`` queries per mixture (default about 65536)."""
+    batch, n, d = c3.shape
+    host_weights = None if weights is None else _backend.to_numpy(weights.data)
+    plan = _query_plan(n, host_weights, k, n_queries, generator)
+    log_total = 0.5 * d * math.log(2.0 * math.pi * beta * beta) + (
+        math.log(n) if host_weights is None else np.log(host_weights.astype(np.float64).sum(axis=-1)))
+    moments = _RunningMoments(batch)
+    chunks = list(_chunks(batch, plan.count, d))
+    if progress and len(chunks) > 1:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, desc="mixture entropy", unit="chunk")
+    for b0, b1, r0, r1 in chunks:
+        noise = generator.standard_normal((b1 - b0, r1 - r0, d), dtype=c3.dtype)
+        owner = plan.owners(b0, b1, r0, r1)
+        queries = _monte_carlo_queries(c3, b0, b1, owner, beta, noise)
+        centres_block = FloatArray(c3.data[b0:b1], c3.kind, c3.device, c3.dtype, (b1 - b0, n, d))
+        block_weights = None
+        if weights is not None:
+            block_weights = FloatArray(weights.data[b0:b1], weights.kind, weights.device, weights.dtype, (b1 - b0, n))
+        # Each query's own centre bounds its nearest distance: on the brute path at small
+        # beta the kernel then skips almost every other centre from the first block on.
+        lse = _backend.to_numpy(_backend.log_density_3d(
+            queries, centres_block, beta, num_threads, weights=block_weights,
+            near_centre=owner if owner.ndim == 1 else None))
+        normaliser = log_total if np.isscalar(log_total) else log_total[b0:b1, None]
+        moments.update(b0, b1, normaliser - lse.astype(np.float64))  # -log g at each query
+    return moments.mean, moments.standard_error()
+
+
+def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=None, base=None, rng=None,
+                    num_threads=None, progress=False) -> Estimate:
     r"""Monte Carlo estimate of :math:`h(\hat P_S * \mathcal N(0, \beta^2 I))` with its standard error.
 
-    With centres :math:`s_1..s_n` and mixture density
-    :math:`g(t) = \frac1n \sum_j \varphi_\beta(t - s_j)`,
+    With centres :math:`s_1..s_n`, weights :math:`w_j` (all 1 by default, :math:`W = \sum_j
+    w_j`) and mixture density :math:`g(t) = \frac1W \sum_j w_j \varphi_\beta(t - s_j)`,
 
-    .. math:: \hat h = -\frac{1}{nK} \sum_{i=1}^{n} \sum_{k=1}^{K} \log g(s_i + \beta z_{ik}),
-              \qquad z_{ik} \sim \mathcal N(0, I_d),
+    .. math:: \hat h = -\frac{1}{N} \sum_{r=1}^{N} \log g(s_{J_r} + \beta z_r),
+              \qquad z_r \sim \mathcal N(0, I_d),
 
     an unbiased estimate of the mixture's entropy: each query is an exact draw from the
-    mixture, and :math:`\log g` is computed exactly by the compiled kernel, all
-    :math:`nK` queries in one pass over the centres.
+    mixture component :math:`J_r`, and :math:`\log g` is computed exactly by the compiled
+    kernel, all N queries in one pass over the centres.  The components are chosen so
+    that every centre is represented in proportion to its weight: each centre K times
+    (equal weights, :math:`N = nK`), a uniform random subset of N distinct centres (equal
+    weights, more centres than queries), or N independent draws with probability
+    :math:`w_j / W` (weighted).
 
     Parameters
     ----------
@@ -139,15 +225,22 @@ def mixture_entropy(centers, beta, *, mc_samples=None, base=None, rng=None, num_
         mixtures, estimated in one call.
     beta : float
         Noise standard deviation, > 0, in the units of ``centers``.
+    weights : numpy.ndarray or torch.Tensor, shape (..., n) or (n,), optional
+        Non-negative weight of each centre (see :func:`log_density`); e.g. the counts of
+        repeated samples merged into one centre.  CPU only for now.
     mc_samples : int, optional
-        K, the noise draws per centre.  Default: :func:`default_mc_samples`, the least K
-        with n*K >= 65536 (K = 16 for n = 4096; K = 1 for n >= 65536).  The cost is
-        n*K*n kernel evaluations; the standard error falls as 1/sqrt(n*K).
+        K, noise draws per centre (N = nK queries).  Cannot be combined with ``mc_queries``.
+    mc_queries : int, optional
+        N, the Monte Carlo queries per mixture.  Default (when neither is given): about
+        65536, that is K = :func:`default_mc_samples` (n) per centre when n <= 65536
+        (K = 16 for n = 4096) and a random subset of 65536 centres beyond that, so the
+        cost grows with n (the kernel's pruning) rather than with n^2.  The standard
+        error falls as 1/sqrt(N).
     base : float, optional
         Logarithm base of the result: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
-        Source of the Gaussian draws (SPEC 7).  The same seed gives the same value,
-        on any device and whatever the batch chunking.
+        Source of the Gaussian draws and of the choice of centres (SPEC 7).  The same seed
+        gives the same value, on any device and whatever the batch chunking.
     num_threads : int, optional
         CPU threads for the kernel (default: all).
     progress : bool
@@ -158,8 +251,9 @@ def mixture_entropy(centers, beta, *, mc_samples=None, base=None, rng=None, num_
     Estimate
         ``.value`` and ``.stderr`` in nats (or ``base`` units): floats for 2-D input,
         arrays of the batch shape otherwise.  The standard error is the sample standard
-        deviation of the n*K terms over sqrt(n*K); it slightly overstates the Monte Carlo
-        error because every centre is used exactly K times.  It is NaN when n*K = 1.
+        deviation of the N terms over sqrt(N): exact for independent draws, slightly
+        overstated when each centre is used exactly K times or at most once (a
+        stratified design has less variance).  It is NaN when N = 1.
 
     See Also
     --------
@@ -169,42 +263,29 @@ def mixture_entropy(centers, beta, *, mc_samples=None, base=None, rng=None, num_
     Notes
     -----
     For centres in :math:`[-1, 1]^d` Goldfeld et al. bound the mean squared error by
-    :math:`2d(2+\beta^2)/(\beta^2 nK)`.  This measures the Monte Carlo error only: the
+    :math:`2d(2+\beta^2)/(\beta^2 N)`.  This measures the Monte Carlo error only: the
     plug-in error of using n samples of S instead of its law is
     :math:`O((\log n)^{d/4}/\sqrt n)` and is not included in ``stderr``.
     """
     c = float_array(centers, "centers")
+    w = centre_weights(weights, c)
     beta = beta_for_dtype(beta, c.dtype)
     n, d = c.shape[-2], c.shape[-1]
-    k = positive_int(mc_samples, "mc_samples") or default_mc_samples(n)
+    k = positive_int(mc_samples, "mc_samples")
+    n_queries = positive_int(mc_queries, "mc_queries")
+    if k is not None and n_queries is not None:
+        raise ValueError("mc_samples and mc_queries: give at most one (draws per centre, or queries per mixture)")
     log_base = log_of_base(base)
     threads = positive_int(num_threads, "num_threads")
     generator = make_rng(rng)
     batch_shape = c.shape[:-2]
     batch = math.prod(batch_shape)
     c3 = _backend.reshape_3d(c, batch, n, d)
-
-    normaliser = math.log(n) + 0.5 * d * math.log(2.0 * math.pi * beta * beta)
-    moments = _RunningMoments(batch)
-    chunks = list(_chunks(batch, n * k, d))
-    if progress and len(chunks) > 1:
-        from tqdm.auto import tqdm
-
-        chunks = tqdm(chunks, desc="mixture entropy", unit="chunk")
-    for b0, b1, r0, r1 in chunks:
-        noise = generator.standard_normal((b1 - b0, r1 - r0, d), dtype=c.dtype)
-        owner = np.arange(r0, r1, dtype=np.int64) // k  # row r of the flattened (centre, draw)
-        queries = _monte_carlo_queries(c3, b0, b1, owner, beta, noise)
-        centres_block = FloatArray(c3.data[b0:b1], c.kind, c.device, c.dtype, (b1 - b0, n, d))
-        # Each query's own centre bounds its nearest distance: at small beta the kernel
-        # then skips almost every other centre from the first block on.
-        lse = _backend.to_numpy(
-            _backend.log_density_3d(queries, centres_block, beta, threads, near_centre=owner))
-        moments.update(b0, b1, normaliser - lse.astype(np.float64))  # -log g at each query
-
-    value = moments.mean.reshape(batch_shape) / log_base
-    stderr = moments.standard_error().reshape(batch_shape) / log_base
-    return Estimate(as_result(value), as_result(stderr), unit_name(base))
+    w2 = None if w is None else FloatArray(w.data.reshape(batch, n), w.kind, w.device, w.dtype, (batch, n))
+    value, stderr = entropy_nats(c3, beta, weights=w2, k=k, n_queries=n_queries, generator=generator,
+                                 num_threads=threads, progress=progress)
+    return Estimate(as_result(value.reshape(batch_shape) / log_base),
+                    as_result(stderr.reshape(batch_shape) / log_base), unit_name(base))
 
 
 def mixture_entropy_bounds(centers, beta, *, base=None, num_threads=None) -> Bounds:

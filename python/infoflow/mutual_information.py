@@ -32,10 +32,10 @@ from ._intake import (
     positive_int,
     unit_name,
 )
-from .entropy import default_mc_samples, mixture_entropy, noise_entropy
+from .entropy import DEFAULT_MC_QUERIES, entropy_nats, noise_entropy
 from .estimate import Estimate
 
-__all__ = ["mi_xt", "mi_yt"]
+__all__ = ["mi_xt", "mi_yt", "layer_information"]
 
 
 # ---------------------------------------------------------------------------------------
@@ -52,7 +52,7 @@ def _samples(samples, ndims: tuple[int, ...], hint: str) -> FloatArray:
 
 
 # ---------------------------------------------------------------------------------------
-# Helpers on the validated data (numpy for CPU input, the tensor for CUDA input)
+# The terms, on validated data (numpy for CPU input, the tensor for CUDA input)
 # ---------------------------------------------------------------------------------------
 
 def _take(data, index: np.ndarray):
@@ -71,25 +71,105 @@ def _subset(n: int, max_centers: int | None, generator: np.random.Generator) -> 
     return np.sort(generator.choice(n, size=max_centers, replace=False, shuffle=False))
 
 
-def _entropies(centres, beta: float, k: int, generator, threads) -> tuple[np.ndarray, np.ndarray]:
-    """Entropies in nats and their stderrs of a (batch, n, d) stack of mixtures, one call.
+def _stack(arr: FloatArray, data) -> FloatArray:
+    """``data`` (batch, n, d), taken from ``arr``, as a validated FloatArray."""
+    return FloatArray(data, arr.kind, arr.device, arr.dtype, tuple(data.shape))
 
-    A single centre (n = 1) is a Gaussian: h = h_Z exactly, with zero standard error.
+
+def _merged(centres: FloatArray) -> tuple[FloatArray, FloatArray | None]:
+    """One mixture (1, n, d) with identical centres merged into one weighted centre.
+
+    The same inputs drawn twice, or a deterministic layer, give identical rows; the
+    mixture of the merged centres with their counts as weights is exactly the same
+    mixture, with fewer centres.  Returns ``(centres, None)`` when no two rows are equal
+    or the data live on a GPU (the weighted kernel is CPU only).
+    """
+    if centres.on_cuda:
+        return centres, None
+    rows = centres.data[0]
+    unique, counts = np.unique(rows, axis=0, return_counts=True)
+    if len(unique) == len(rows):
+        return centres, None
+    weights = counts.astype(centres.dtype)[None]
+    unique = np.ascontiguousarray(unique)[None]
+    return (FloatArray(unique, centres.kind, centres.device, centres.dtype, unique.shape),
+            FloatArray(weights, centres.kind, centres.device, centres.dtype, weights.shape))
+
+
+def _entropies(centres: FloatArray, beta: float, budget: tuple, generator, threads,
+               weights: FloatArray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Entropies in nats and their stderrs of a validated (batch, n, d) stack of mixtures.
+
+    ``budget`` is ``(k, None)`` (k draws per centre) or ``(None, queries)`` (queries per
+    mixture).  A single centre (n = 1) is a Gaussian: h = h_Z exactly, zero stderr.
     """
     batch, n, d = centres.shape
     if n == 1:
         return np.full(batch, noise_entropy(d, beta)), np.zeros(batch)
-    est = mixture_entropy(centres, beta, mc_samples=k, rng=generator, num_threads=threads)
-    as_vector = lambda x: np.atleast_1d(np.asarray(x, dtype=np.float64))  # noqa: E731
-    return as_vector(est.value), as_vector(est.stderr)
+    k, n_queries = budget
+    return entropy_nats(centres, beta, weights=weights, k=k, n_queries=n_queries, generator=generator,
+                        num_threads=threads)
 
 
-def _pooled_entropy(pooled, max_centers, k, beta, generator, threads) -> tuple[float, float]:
-    """h(T) from the (N, d) pooled centres, or from a random subset of max_centers of them."""
-    index = _subset(pooled.shape[0], max_centers, generator)
-    centres = pooled if index is None else _take(pooled, index)
-    value, stderr = _entropies(centres[None], beta, k, generator, threads)
-    return float(value[0]), float(stderr[0])
+class _Layer:
+    """The validated samples (m, R, d) of one layer and the estimator options: each term
+    of I(X;T) and I(Y;T) is computed once, in a fixed order of the random stream."""
+
+    def __init__(self, arr: FloatArray, beta, k_user, mc_queries, max_centers, generator, threads):
+        self.arr, self.beta, self.generator, self.threads = arr, beta, generator, threads
+        self.m, self.r, self.d = arr.shape
+        self.k_user, self.max_centers = k_user, max_centers
+        self.queries = mc_queries or DEFAULT_MC_QUERIES
+        self.pooled = arr.data.reshape(self.m * self.r, self.d)
+
+    def budget(self, share: float = 1.0) -> tuple:
+        """(k, None) when the user fixed K, else (None, queries) for a share of the budget."""
+        if self.k_user is not None:
+            return self.k_user, None
+        return None, max(1, math.ceil(self.queries * share))
+
+    def pooled_entropy(self) -> tuple[float, float]:
+        """h(T) from all m*R pooled centres (or a subset of max_centers of them)."""
+        index = _subset(self.m * self.r, self.max_centers, self.generator)
+        data = self.pooled if index is None else _take(self.pooled, index)
+        centres, weights = _stack(self.arr, data[None]), None
+        if self.r == 1:  # inputs repeated in the data: merge them, exactly
+            centres, weights = _merged(centres)
+        value, stderr = _entropies(centres, self.beta, self.budget(), self.generator, self.threads, weights)
+        return float(value[0]), float(stderr[0])
+
+    def conditional_x(self) -> tuple[float, float]:
+        """(1/m) sum_i h(T | X = x_i) and its stderr; h_Z exactly when R = 1."""
+        if self.r == 1:
+            return noise_entropy(self.d, self.beta), 0.0
+        values, errors = _entropies(self.arr, self.beta, self.budget(1.0 / self.m), self.generator, self.threads)
+        return float(values.mean()), float(np.sqrt(np.sum(errors**2)) / self.m)
+
+    def conditional_y(self, inverse: np.ndarray, counts: np.ndarray) -> tuple[float, float]:
+        """sum_y p(y) h(T | Y = y) and its stderr, for class index ``inverse`` per input."""
+        r, m = self.r, self.m
+        # Row indices of each class's pooled centres (rows i*R .. i*R+R-1 belong to input
+        # i), subset where max_centers asks; then classes of equal size and budget are
+        # batched into one call.
+        class_rows = []
+        for c in range(len(counts)):
+            rows = (np.flatnonzero(inverse == c)[:, None] * r + np.arange(r)).ravel()
+            index = _subset(len(rows), self.max_centers, self.generator)
+            class_rows.append(rows if index is None else rows[index])
+        p = counts / m
+        h_cond, se_cond = np.empty(len(counts)), np.empty(len(counts))
+        groups: dict[tuple, list[int]] = {}
+        for c, rows in enumerate(class_rows):
+            groups.setdefault((len(rows), self.budget(p[c])), []).append(c)
+        for (_, budget), members in groups.items():
+            stack = _stack(self.arr, _take(self.pooled, np.stack([class_rows[c] for c in members])))
+            if r == 1 and len(members) == 1:
+                merged, weights = _merged(stack)
+                h, se = _entropies(merged, self.beta, budget, self.generator, self.threads, weights)
+            else:
+                h, se = _entropies(stack, self.beta, budget, self.generator, self.threads)
+            h_cond[members], se_cond[members] = h, se
+        return float(np.dot(p, h_cond)), float(np.sqrt(np.dot(p**2, se_cond**2)))
 
 
 def _result(value: float, stderr: float, base) -> Estimate:
@@ -97,7 +177,47 @@ def _result(value: float, stderr: float, base) -> Estimate:
     return Estimate(float(value) / log_base, float(stderr) / log_base, unit_name(base))
 
 
-def mi_xt(samples, beta, *, mc_samples=None, max_centers=None, base=None, rng=None,
+def _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_threads, *, ndims, hint) -> _Layer:
+    """Validate the common arguments once and return the layer's term calculator."""
+    arr = _samples(samples, ndims, hint)
+    if len(arr.shape) == 2:
+        arr = _stack(arr, arr.data[:, None, :])
+    beta = beta_for_dtype(beta, arr.dtype)
+    k_user = positive_int(mc_samples, "mc_samples")
+    queries = positive_int(mc_queries, "mc_queries")
+    if k_user is not None and queries is not None:
+        raise ValueError("mc_samples and mc_queries: give at most one (draws per centre, or queries per entropy)")
+    max_centers = positive_int(max_centers, "max_centers")
+    log_of_base(base)
+    threads = positive_int(num_threads, "num_threads")
+    return _Layer(arr, beta, k_user, queries, max_centers, make_rng(rng), threads)
+
+
+def layer_information(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_centers=None, base=None,
+                      rng=None, num_threads=None) -> tuple[Estimate, Estimate]:
+    """``(mi_xt(...), mi_yt(...))`` of one layer, sharing one estimate of h(T).
+
+    The arguments are those of :func:`mi_xt` and :func:`mi_yt`; the random stream is used
+    for h(T), then the conditionals given X, then those given Y.  This is what
+    :func:`infoflow.information_flow` computes for every layer.
+    """
+    layer = _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_threads, ndims=(3,),
+                   hint="(m inputs, R samples each, d)")
+    y = class_labels(labels, layer.m)
+    h_t, se_t = layer.pooled_entropy() if layer.m > 1 else (0.0, 0.0)
+    ixt = _result(0.0, 0.0, base)
+    if layer.m > 1:
+        h_x, se_x = layer.conditional_x()
+        ixt = _result(h_t - h_x, math.hypot(se_t, se_x), base)
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    iyt = _result(0.0, 0.0, base)
+    if len(counts) > 1:
+        h_y, se_y = layer.conditional_y(inverse, counts)
+        iyt = _result(h_t - h_y, math.hypot(se_t, se_y), base)
+    return ixt, iyt
+
+
+def mi_xt(samples, beta, *, mc_samples=None, mc_queries=None, max_centers=None, base=None, rng=None,
           num_threads=None) -> Estimate:
     r"""SP estimate of :math:`I(X;T)` for :math:`T = S + Z`, X uniform over m inputs.
 
@@ -123,18 +243,20 @@ def mi_xt(samples, beta, *, mc_samples=None, max_centers=None, base=None, rng=No
     beta : float
         Noise standard deviation :math:`\beta > 0`, in the units of ``samples``.
     mc_samples : int, optional
-        K, the Monte Carlo noise draws per centre, used for every entropy term.  Default:
-        ``default_mc_samples(n)``, with n the number of centres in the estimate of h(T)
-        (``m*R``, or ``max_centers`` when smaller): about 65536 queries for h(T) and, in
-        total over all conditional terms, ``m*R*K`` queries, the same number when h(T)
-        is not subsetted, so that the Monte Carlo error of the conditional part is about
-        that of h(T).
+        K, Monte Carlo noise draws per centre, used for every entropy term (the cost of
+        h(T) is then that of m*R*K queries).  Cannot be combined with ``mc_queries``.
+    mc_queries : int, optional
+        The Monte Carlo budget in queries (default 65536): h(T) gets this many (K per
+        centre when m*R is smaller, else a uniform random subset of the centres, see
+        :func:`~infoflow.mixture_entropy`), and the m conditional entropies share as many
+        in total, ``ceil(mc_queries / m)`` each, so that the Monte Carlo error of the
+        conditional part is about that of h(T) however large R is.
     max_centers : int, optional
         Estimate h(T) from a random subset of at most this many of the m*R pooled
-        centres, drawn without replacement with ``rng`` (default: all).  h(T) costs about
-        ``n**2 * K`` kernel evaluations, so this bounds the work for large m*R; it adds a
-        plug-in error that ``stderr`` does not include.  The conditional terms always use
-        all R samples of each input.
+        centres, drawn without replacement with ``rng`` (default: all).  Rarely needed
+        now that the kernel prunes (the cost of h(T) grows about linearly with m*R at
+        small beta); it adds a plug-in error that ``stderr`` does not include.  The
+        conditional terms always use all R samples of each input.
     base : float, optional
         Logarithm base of the result: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
@@ -181,31 +303,17 @@ def mi_xt(samples, beta, *, mc_samples=None, max_centers=None, base=None, rng=No
     >>> bool(abs(est.value - np.log(4)) < 4 * est.stderr)
     True
     """
-    arr = _samples(samples, (3,), "(m inputs, R samples each, d); for one sample per input "
-                   "(a deterministic layer) pass samples[:, None, :]")
-    beta = beta_for_dtype(beta, arr.dtype)
-    m, r, d = arr.shape
-    k_user = positive_int(mc_samples, "mc_samples")
-    max_centers = positive_int(max_centers, "max_centers")
-    log_of_base(base)
-    threads = positive_int(num_threads, "num_threads")
-    generator = make_rng(rng)
-
-    if m == 1:  # X is constant: I(X;T) = 0 exactly
+    layer = _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_threads, ndims=(3,),
+                   hint="(m inputs, R samples each, d); for one sample per input "
+                        "(a deterministic layer) pass samples[:, None, :]")
+    if layer.m == 1:  # X is constant: I(X;T) = 0 exactly
         return _result(0.0, 0.0, base)
-    n_pooled = m * r if max_centers is None else min(m * r, max_centers)
-    k = k_user or default_mc_samples(n_pooled)
-
-    h_t, se_t = _pooled_entropy(arr.data.reshape(m * r, d), max_centers, k, beta, generator, threads)
-    if r == 1:
-        h_cond, se_cond = noise_entropy(d, beta), 0.0
-    else:
-        values, errors = _entropies(arr.data, beta, k, generator, threads)
-        h_cond, se_cond = float(values.mean()), float(np.sqrt(np.sum(errors**2)) / m)
+    h_t, se_t = layer.pooled_entropy()
+    h_cond, se_cond = layer.conditional_x()
     return _result(h_t - h_cond, math.hypot(se_t, se_cond), base)
 
 
-def mi_yt(samples, labels, beta, *, mc_samples=None, max_centers=None, base=None, rng=None,
+def mi_yt(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_centers=None, base=None, rng=None,
           num_threads=None) -> Estimate:
     r"""SP estimate of :math:`I(Y;T)` for :math:`T = S + Z`, X uniform over m labelled inputs.
 
@@ -232,18 +340,16 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, max_centers=None, base=None
     beta : float
         Noise standard deviation :math:`\beta > 0`, in the units of ``samples``.
     mc_samples : int, optional
-        K, the Monte Carlo noise draws per centre, used for every entropy term.  Default:
-        ``default_mc_samples(n)``, with n the number of centres in the estimate of h(T)
-        (``m*R``, or ``max_centers`` when smaller): about 65536 queries for h(T) and, in
-        total over all classes, ``m*R*K`` queries, the same number when h(T)
-        is not subsetted, so that the Monte Carlo error of the conditional part is about
-        that of h(T).
+        K, Monte Carlo noise draws per centre, used for every entropy term.  Cannot be
+        combined with ``mc_queries``.
+    mc_queries : int, optional
+        The Monte Carlo budget in queries (default 65536): h(T) gets this many, and the
+        classes share as many in total, in proportion to their frequencies (see
+        :func:`mi_xt`).
     max_centers : int, optional
         Estimate h(T), and each class's entropy, from a random subset of at most this
         many of its pooled centres, drawn without replacement with ``rng`` (default:
-        all).  An entropy of n centres costs about ``n**2 * K`` kernel evaluations, so
-        this bounds the work for large m*R; it adds a plug-in error that ``stderr`` does
-        not include.
+        all).  It adds a plug-in error that ``stderr`` does not include.
     base : float, optional
         Logarithm base of the result: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
@@ -278,43 +384,12 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, max_centers=None, base=None
     Y. Polyanskiy, "Estimating Information Flow in Deep Neural Networks", *Proceedings of
     the 36th International Conference on Machine Learning* (ICML), PMLR 97, 2019.
     """
-    arr = _samples(samples, (2, 3), "(m inputs, R samples each, d), or (m, d) for R = 1")
-    m = arr.shape[0]
-    y = class_labels(labels, m)
-    beta = beta_for_dtype(beta, arr.dtype)
-    k_user = positive_int(mc_samples, "mc_samples")
-    max_centers = positive_int(max_centers, "max_centers")
-    log_of_base(base)
-    threads = positive_int(num_threads, "num_threads")
-    generator = make_rng(rng)
-
-    r = 1 if len(arr.shape) == 2 else arr.shape[1]
-    d = arr.shape[-1]
-    classes, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    if len(classes) == 1:  # constant labels: h(T | Y) = h(T) exactly
+    layer = _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_threads, ndims=(2, 3),
+                   hint="(m inputs, R samples each, d), or (m, d) for R = 1")
+    y = class_labels(labels, layer.m)
+    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    if len(counts) == 1:  # constant labels: h(T | Y) = h(T) exactly
         return _result(0.0, 0.0, base)
-    n_pooled = m * r if max_centers is None else min(m * r, max_centers)
-    k = k_user or default_mc_samples(n_pooled)
-
-    pooled = arr.data.reshape(m * r, d)
-    h_t, se_t = _pooled_entropy(pooled, max_centers, k, beta, generator, threads)
-
-    # Row indices of each class's pooled centres (rows i*R .. i*R+R-1 belong to input i),
-    # subset where max_centers asks, then classes of equal size batched into one call.
-    class_rows = []
-    for c in range(len(classes)):
-        rows = (np.flatnonzero(inverse == c)[:, None] * r + np.arange(r)).ravel()
-        index = _subset(len(rows), max_centers, generator)
-        class_rows.append(rows if index is None else rows[index])
-    h_cond = np.empty(len(classes))
-    se_cond = np.empty(len(classes))
-    sizes = np.array([len(rows) for rows in class_rows])
-    for size in np.unique(sizes):
-        members = np.flatnonzero(sizes == size)
-        stack = _take(pooled, np.stack([class_rows[c] for c in members]))
-        h_cond[members], se_cond[members] = _entropies(stack, beta, k, generator, threads)
-
-    p = counts / m
-    value = h_t - float(np.dot(p, h_cond))
-    stderr = math.hypot(se_t, float(np.sqrt(np.dot(p**2, se_cond**2))))
-    return _result(value, stderr, base)
+    h_t, se_t = layer.pooled_entropy()
+    h_cond, se_cond = layer.conditional_y(inverse, counts)
+    return _result(h_t - h_cond, math.hypot(se_t, se_cond), base)
