@@ -41,7 +41,7 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
                        const std::string& screen,
                        const std::optional<py::array_t<std::int64_t>>& near_centre,
                        bool return_stats, const std::string& prune,
-                       const std::optional<py::array_t<T>>& weights) {
+                       const std::optional<py::array_t<T>>& weights, bool centres_ordered) {
   infoflow::cpu::Problem<T> p{view3(queries, "queries"), view3(centers, "centers"), nullptr,
                               0, 0, 0, 0, beta, num_threads};
   p.batch = queries.shape(0);
@@ -55,6 +55,7 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
   const auto chosen = infoflow::cpu::parse_isa(isa);
   p.screen = infoflow::cpu::parse_screen(screen);
   p.prune = infoflow::cpu::parse_prune(prune);
+  p.centres_ordered = centres_ordered;
   if (weights) {
     const auto& w = *weights;
     if (w.ndim() != 2 || w.shape(0) != p.batch || w.shape(1) != p.n ||
@@ -107,6 +108,22 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
   return py::make_tuple(out, kernel_stats);
 }
 
+template <class T>
+py::array_t<std::int64_t> spatial_order(const py::array_t<T>& centers, const std::string& isa) {
+  if (centers.ndim() != 2 || centers.shape(0) < 1 || centers.shape(1) < 1)
+    throw std::invalid_argument("centers: expected a non-empty (n, d) array");
+  const infoflow::cpu::StridedView3<T> view{
+      centers.data(), {0, centers.strides(0) / static_cast<py::ssize_t>(sizeof(T)),
+                       centers.strides(1) / static_cast<py::ssize_t>(sizeof(T))}};
+  const auto chosen = infoflow::cpu::parse_isa(isa);
+  py::array_t<std::int64_t> order(centers.shape(0));
+  {
+    py::gil_scoped_release release;
+    infoflow::cpu::spatial_order(view, centers.shape(0), centers.shape(1), order.mutable_data(), chosen);
+  }
+  return order;
+}
+
 py::dict build_info() {
   py::dict info;
   info["version"] = INFOFLOW_VERSION;
@@ -154,17 +171,25 @@ PYBIND11_MODULE(_core, m) {
       "return a dict of what the kernel did (screen: tile_blocks, screened, skipped; pruning:\n"
       "pruned, block_visits, blocks_computed).  prune: the exact block pruning, 'auto', 'off'\n"
       "or 'always'.  weights: optional (B, n) non-negative centre weights of the same dtype,\n"
-      "giving log sum_j w_j exp(...).";
+      "giving log sum_j w_j exp(...).  centres_ordered: the centres are in spatial_order's\n"
+      "order (or a subsequence of it), so the pruned path need not order them (speed only).";
   m.def("log_density", &log_density<float>, doc, py::arg("queries").noconvert(),
         py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
         py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none(),
         py::arg("return_stats") = false, py::arg("prune") = "auto",
-        py::arg("weights").noconvert() = py::none());
+        py::arg("weights").noconvert() = py::none(), py::arg("centres_ordered") = false);
   m.def("log_density", &log_density<double>, doc, py::arg("queries").noconvert(),
         py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
         py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none(),
         py::arg("return_stats") = false, py::arg("prune") = "auto",
-        py::arg("weights").noconvert() = py::none());
+        py::arg("weights").noconvert() = py::none(), py::arg("centres_ordered") = false);
+  const char* order_doc =
+      "The (n,) int64 order in which the pruned kernel of the given ISA would take the rows of\n"
+      "centers (n, d): a k-d order whose consecutive blocks are the kernel's leaves.  Reorder\n"
+      "once, then pass centres_ordered=True for that array and any subsequence of it.";
+  m.def("spatial_order", &spatial_order<float>, order_doc, py::arg("centers").noconvert(), py::arg("isa") = "auto");
+  m.def("spatial_order", &spatial_order<double>, order_doc, py::arg("centers").noconvert(),
+        py::arg("isa") = "auto");
   m.def("build_info", &build_info, "How this _core was built and what the CPU supports.");
   m.def("isa_supported", [](const std::string& name) {
     try {

@@ -11,10 +11,12 @@
 
 namespace infoflow::cpu {
 
-#define INFOFLOW_DECLARE_ISA(ns)                                            \
-  namespace ns {                                                            \
-  template <class T>                                                        \
-  bool log_density(const Problem<T>& problem, const Interrupt& interrupt); \
+#define INFOFLOW_DECLARE_ISA(ns)                                                 \
+  namespace ns {                                                                 \
+  template <class T>                                                             \
+  bool log_density(const Problem<T>& problem, const Interrupt& interrupt);      \
+  template <class T>                                                             \
+  void spatial_order(const StridedView3<T>& x, index_t n, index_t d, index_t* order); \
   }
 INFOFLOW_DECLARE_ISA(generic)
 #if defined(INFOFLOW_HAVE_X86_ISAS)
@@ -95,6 +97,19 @@ bool log_density(const Problem<T>& problem, Isa isa, const Interrupt& interrupt)
 }
 template bool log_density<float>(const Problem<float>&, Isa, const Interrupt&);
 template bool log_density<double>(const Problem<double>&, Isa, const Interrupt&);
+
+template <class T>
+void spatial_order(const StridedView3<T>& x, index_t n, index_t d, index_t* order, Isa isa) {
+  switch (isa) {
+#if defined(INFOFLOW_HAVE_X86_ISAS)
+    case Isa::avx512: return avx512::spatial_order(x, n, d, order);
+    case Isa::avx2: return avx2::spatial_order(x, n, d, order);
+#endif
+    default: return generic::spatial_order(x, n, d, order);
+  }
+}
+template void spatial_order<float>(const StridedView3<float>&, index_t, index_t, index_t*, Isa);
+template void spatial_order<double>(const StridedView3<double>&, index_t, index_t, index_t*, Isa);
 
 int max_threads() {
 #ifdef _OPENMP

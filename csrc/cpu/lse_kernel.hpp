@@ -357,9 +357,10 @@ struct PackedCentres {
   }
 };
 
-// `order` (batch x n, or nullptr for the identity) says which centre each packed slot holds.
+// `order` (batch x n, or nullptr for the identity) says which centre each packed slot
+// holds; `rows` (batch x n x d, with `order`) are the centres already in that order.
 template <class T>
-void pack_centres(const Problem<T>& p, const Layout<T>& lay, const index_t* order, int threads,
+void pack_centres(const Problem<T>& p, const Layout<T>& lay, const index_t* order, const T* rows, int threads,
                   PackedCentres<T>& out) {
   constexpr index_t G = Layout<T>::G;
   const index_t d = lay.d, groups = lay.groups;
@@ -380,7 +381,8 @@ void pack_centres(const Problem<T>& p, const Layout<T>& lay, const index_t* orde
     for (index_t j = 0; j < G; ++j) {
       const index_t slot = g * G + j;
       const index_t c = slot < p.n ? (order ? order[b * p.n + slot] : slot) : -1;
-      for (index_t k = 0; k < d; ++k) dst[k * G + j] = c >= 0 ? p.centers(b, c, k) : T(0);
+      const T* row = rows != nullptr && c >= 0 ? rows + (b * p.n + slot) * d : nullptr;
+      for (index_t k = 0; k < d; ++k) dst[k * G + j] = c < 0 ? T(0) : row ? row[k] : p.centers(b, c, k);
       if (p.weights != nullptr) {
         const double w = c >= 0 ? static_cast<double>(p.weights[b * p.n + c]) : 0.0;
         out.offsets.ptr[item * G + j] =
@@ -536,7 +538,7 @@ bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, Ker
       screen_factor < 0.02 && (p.screen == Screen::always ||
                                (p.screen == Screen::automatic && d >= kScreenMinDim));
   PackedCentres<T> packed(p, lay, may_screen);
-  pack_centres(p, lay, nullptr, threads, packed);
+  pack_centres<T>(p, lay, nullptr, nullptr, threads, packed);
 
   const index_t per_task = queries_per_task(p, threads);
   const index_t tasks_per_batch = (p.m + per_task - 1) / per_task;
@@ -690,9 +692,9 @@ bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, Ker
 // compare with.
 
 template <class T>
-constexpr double kLogPruneTolerance = -26.0 * 0.69314718055994531;  // eps = 2^-26 of a float sum
+constexpr double kLogPruneTolerance = -25.0 * 0.69314718055994531;  // eps = 2^-25 of a float sum
 template <>
-constexpr double kLogPruneTolerance<double> = -55.0 * 0.69314718055994531;  // 2^-55 of a double
+constexpr double kLogPruneTolerance<double> = -54.0 * 0.69314718055994531;  // 2^-54 of a double
 
 // Queries per pruned task: small enough that the task's box stays within one cluster of
 // a layer's samples (the R samples of one input), large enough for whole register tiles.
@@ -731,15 +733,15 @@ struct BlockTree {
 
 template <class T>
 index_t add_node(BlockTree& tree, const Problem<T>& p, const Layout<T>& lay, index_t b, const index_t* order,
-                 index_t first_block, index_t end_block) {
+                 const T* rows, index_t first_block, index_t end_block) {
   const index_t id = static_cast<index_t>(tree.nodes.size()), d = p.d;
   tree.nodes.push_back({first_block, end_block, -1, -1, 0.0});
   tree.box.resize((id + 1) * 2 * d);
   const index_t count = end_block - first_block;
   if (count > 1) {
     const index_t mid = first_block + (count + 1) / 2;  // kd_order's split, in blocks
-    const index_t left = add_node(tree, p, lay, b, order, first_block, mid);
-    const index_t right = add_node(tree, p, lay, b, order, mid, end_block);
+    const index_t left = add_node(tree, p, lay, b, order, rows, first_block, mid);
+    const index_t right = add_node(tree, p, lay, b, order, rows, mid, end_block);
     tree.nodes[id].left = left;
     tree.nodes[id].right = right;
     tree.nodes[id].log_mass = log_add(tree.nodes[left].log_mass, tree.nodes[right].log_mass);
@@ -759,12 +761,11 @@ index_t add_node(BlockTree& tree, const Problem<T>& p, const Layout<T>& lay, ind
   const T* w = p.weights != nullptr ? p.weights + b * p.n : nullptr;
   const double w_max = w != nullptr ? static_cast<double>(*std::max_element(w, w + p.n)) : 1.0;
   for (index_t r = lo; r < hi; ++r) {
-    const index_t c = order[r];
-    const double weight = w != nullptr ? static_cast<double>(w[c]) / w_max : 1.0;
+    const double weight = w != nullptr ? static_cast<double>(w[order[r]]) / w_max : 1.0;
     if (!(weight > 0.0)) continue;  // an absent centre does not widen the box
     mass += weight;
     for (index_t k = 0; k < d; ++k) {
-      const double v = static_cast<double>(p.centers(b, c, k));
+      const double v = static_cast<double>(rows[r * d + k]);
       box_lo[k] = std::min(box_lo[k], v);
       box_hi[k] = std::max(box_hi[k], v);
     }
@@ -773,16 +774,20 @@ index_t add_node(BlockTree& tree, const Problem<T>& p, const Layout<T>& lay, ind
   return id;
 }
 
-// The k-d orders of every batch element's centres and queries, and its block tree.
+// The k-d orders of every batch element's centres and queries, the centres in that
+// order (row-major), and each batch element's block tree.
+template <class T>
 struct PruneIndex {
   std::unique_ptr<index_t[]> centre_order, query_order;
+  std::unique_ptr<T[]> centre_rows;
   std::vector<BlockTree> trees;
 };
 
 template <class T>
-PruneIndex build_prune_index(const Problem<T>& p, const Layout<T>& lay, index_t per_task, int threads) {
-  PruneIndex index{std::unique_ptr<index_t[]>(new index_t[p.batch * p.n]),
-                   std::unique_ptr<index_t[]>(new index_t[p.batch * p.m]), std::vector<BlockTree>(p.batch)};
+PruneIndex<T> build_prune_index(const Problem<T>& p, const Layout<T>& lay, index_t per_task, int threads) {
+  PruneIndex<T> index{std::unique_ptr<index_t[]>(new index_t[p.batch * p.n]),
+                      std::unique_ptr<index_t[]>(new index_t[p.batch * p.m]),
+                      std::unique_ptr<T[]>(new T[p.batch * p.n * p.d]), std::vector<BlockTree>(p.batch)};
   // Many small mixtures: one per thread.  Few large ones: each ordering uses the threads.
   const bool across_batch = p.batch >= threads;
   const int inner_threads = across_batch ? 1 : threads;
@@ -791,10 +796,20 @@ PruneIndex build_prune_index(const Problem<T>& p, const Layout<T>& lay, index_t 
 #endif
   for (index_t b = 0; b < p.batch; ++b) {
     index_t* order = index.centre_order.get() + b * p.n;
-    kd_order(p.centers, b, p.n, p.d, lay.block_width, order, inner_threads);
-    kd_order(p.queries, b, p.m, p.d, per_task, index.query_order.get() + b * p.m, inner_threads);
+    T* rows = index.centre_rows.get() + b * p.n * p.d;
+    if (p.centres_ordered) {  // the caller's order: take the blocks as they are
+      for (index_t r = 0; r < p.n; ++r) {
+        order[r] = r;
+        for (index_t k = 0; k < p.d; ++k) rows[r * p.d + k] = p.centers(b, r, k);
+      }
+    } else {
+      kd_order(p.centers, b, p.n, p.d, lay.block_width, order, rows, inner_threads);
+    }
+    std::vector<T> query_rows(p.m * p.d);  // only the order is kept
+    kd_order(p.queries, b, p.m, p.d, per_task, index.query_order.get() + b * p.m, query_rows.data(),
+             inner_threads);
     index.trees[b].nodes.reserve(2 * lay.blocks);
-    add_node(index.trees[b], p, lay, b, order, 0, lay.blocks);
+    add_node(index.trees[b], p, lay, b, order, rows, 0, lay.blocks);
   }
   return index;
 }
@@ -843,7 +858,10 @@ struct TaskBudget {
 
   bool skip_for_all(double task_gap2) const { return task_gap2 >= most_need; }
 
-  bool skip_each(const double* box_lo, const double* box_hi) const {
+  // Whether every query may skip the box.  With `may_skip` (a leaf about to be
+  // computed), also which queries may: those can leave it out on their own.
+  bool skip_each(const double* box_lo, const double* box_hi, bool* may_skip = nullptr) const {
+    bool all = true;
     for (index_t v = 0; v < vectors; ++v) {
       VD gap2 = VD{};
       for (index_t k = 0; k < d; ++k) {
@@ -856,10 +874,14 @@ struct TaskBudget {
       }
       gap2 *= 1.0 - 1e-12;  // rounding of the double arithmetic
       const VD short_of = load<VD>(need.ptr + v * L) - gap2;
-      for (int l = 0; l < L; ++l)
-        if (!(short_of[l] <= 0.0)) return false;
+      for (int l = 0; l < L; ++l) {
+        const bool skips = short_of[l] <= 0.0;
+        if (may_skip != nullptr && v * L + l < rows) may_skip[v * L + l] = skips;
+        all &= skips;
+      }
+      if (!all && may_skip == nullptr) return false;
     }
-    return true;
+    return all;
   }
 };
 
@@ -897,7 +919,7 @@ double far_pair_share(const Problem<T>& p) {
 }
 
 template <class T>
-double prunable_share(const Problem<T>& p, const PruneIndex& index) {
+double prunable_share(const Problem<T>& p, const PruneIndex<T>& index) {
   const index_t d = p.d, samples = std::min<index_t>(64, p.batch * p.m);
   const double least_need = -kLogPruneTolerance<T> / exponent_scale(p.beta);
   std::vector<double> point(d);
@@ -917,7 +939,7 @@ double prunable_share(const Problem<T>& p, const PruneIndex& index) {
 }
 
 template <class T>
-bool run_pruned(const Problem<T>& p, const PruneIndex& index, const Interrupt& interrupt, int threads,
+bool run_pruned(const Problem<T>& p, const PruneIndex<T>& index, const Interrupt& interrupt, int threads,
                 KernelStats& stats) {
   constexpr int kTileQ = Simd<T>::tile_q;
   const Layout<T> lay(p.n, p.d);
@@ -925,7 +947,7 @@ bool run_pruned(const Problem<T>& p, const PruneIndex& index, const Interrupt& i
   const double scale = exponent_scale(p.beta);
   const index_t per_task = pruned_task_size(p);
   PackedCentres<T> packed(p, lay, false);
-  pack_centres(p, lay, index.centre_order.get(), threads, packed);
+  pack_centres(p, lay, index.centre_order.get(), index.centre_rows.get(), threads, packed);
 
   const index_t tasks_per_batch = (p.m + per_task - 1) / per_task;
   const index_t tasks = p.batch * tasks_per_batch;
@@ -940,6 +962,7 @@ bool run_pruned(const Problem<T>& p, const PruneIndex& index, const Interrupt& i
     TaskBudget<T> budget(per_task, d);
     std::vector<double> task_box(2 * d);
     std::unique_ptr<double[]> log_sum(new double[per_task]);
+    std::unique_ptr<bool[]> may_skip(new bool[per_task]());
     std::vector<std::pair<index_t, double>> stack;  // (node, its squared gap to the task)
 
 #ifdef _OPENMP
@@ -980,8 +1003,10 @@ bool run_pruned(const Problem<T>& p, const PruneIndex& index, const Interrupt& i
         const BlockTree::Node& node = tree.nodes[node_id];
         if (node.log_mass == -std::numeric_limits<double>::infinity()) continue;  // all weights zero
         const double* box = tree.box.data() + node_id * 2 * d;
-        if (budget.skip_for_all(gap2) || budget.skip_each(box, box + d)) continue;
-        if (node.left >= 0) {  // the nearer child on top of the stack
+        const bool leaf = node.left < 0;
+        if (budget.skip_for_all(gap2) || budget.skip_each(box, box + d, leaf ? may_skip.get() : nullptr))
+          continue;
+        if (!leaf) {  // the nearer child on top of the stack
           const double gap2_left = gap2_to(node.left), gap2_right = gap2_to(node.right);
           if (gap2_left <= gap2_right) {
             stack.emplace_back(node.right, gap2_right);
@@ -992,8 +1017,13 @@ bool run_pruned(const Problem<T>& p, const PruneIndex& index, const Interrupt& i
           }
           continue;
         }
+        // A register tile whose queries may all leave this leaf out does not compute it.
+        for (index_t t = 0; t < tiles; ++t)
+          s.skip[t] = std::all_of(may_skip.get() + t * kTileQ, may_skip.get() + std::min(rows, (t + 1) * kTileQ),
+                                  [](bool skips) { return skips; });
         const index_t g0 = node.first_block * lay.block_groups;
         compute_block(p, lay, packed, b, g0, std::min(lay.groups, g0 + lay.block_groups), rows, tiles, s);
+        std::fill(s.skip.get(), s.skip.get() + tiles, false);
         for (index_t a = 0; a < rows; ++a) log_sum[a] = lse_result(s.state[a], scale);
         budget.update(log_sum.get(), tree.nodes[0].log_mass, scale);
         ++computed;
@@ -1039,7 +1069,7 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
   if (p.prune == Prune::always || (p.prune == Prune::automatic && p.n >= kPruneMinCentres &&
                                    p.m >= kPruneMinQueries && far_pair_share(p) >= kPruneMinShare)) {
     const Layout<T> lay(p.n, p.d);
-    const PruneIndex index = build_prune_index(p, lay, pruned_task_size(p), threads);
+    const PruneIndex<T> index = build_prune_index(p, lay, pruned_task_size(p), threads);
     if (p.prune == Prune::always || prunable_share(p, index) >= kPruneMinShare) {
       finished = run_pruned(p, index, interrupt, threads, stats);
     } else {
@@ -1060,5 +1090,13 @@ bool log_density(const Problem<T>& problem, const Interrupt& interrupt) {
 }
 template bool log_density<float>(const Problem<float>&, const Interrupt&);
 template bool log_density<double>(const Problem<double>&, const Interrupt&);
+
+template <class T>
+void spatial_order(const StridedView3<T>& x, index_t n, index_t d, index_t* order) {
+  std::unique_ptr<T[]> rows(new T[n * d]);
+  kd_order(x, 0, n, d, Layout<T>(n, d).block_width, order, rows.get(), max_threads());
+}
+template void spatial_order<float>(const StridedView3<float>&, index_t, index_t, index_t*);
+template void spatial_order<double>(const StridedView3<double>&, index_t, index_t, index_t*);
 
 }  // namespace infoflow::cpu::INFOFLOW_ISA

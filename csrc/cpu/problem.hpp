@@ -51,6 +51,9 @@ struct Problem {
   // Optional, C-contiguous (batch, n): non-negative centre weights, out[b, i] becoming
   // log sum_j w_j exp(...).  Each batch element needs one positive weight.
   const T* weights = nullptr;
+  // The centres are already in the order spatial_order gives (or a subsequence of it):
+  // the pruned path takes their blocks as they are instead of ordering them.
+  bool centres_ordered = false;
   KernelStats* stats = nullptr;  // optional, filled in when given
 };
 
@@ -71,6 +74,12 @@ Isa parse_isa(const std::string& name);  // "auto", "generic", "avx2", "avx512"
 // Returns false when the interrupt asked to stop (the output is then incomplete).
 template <class T>
 bool log_density(const Problem<T>& problem, Isa isa, const Interrupt& interrupt);
+
+// order[0..n) becomes the k-d order in which the pruned path of this ISA's kernel would
+// take the n rows of x (batch element 0): callers that estimate several mixtures from
+// subsets of one set of centres order it once (see Problem::centres_ordered).
+template <class T>
+void spatial_order(const StridedView3<T>& x, index_t n, index_t d, index_t* order, Isa isa);
 
 int max_threads();
 bool has_openmp();

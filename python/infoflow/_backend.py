@@ -90,15 +90,24 @@ def build_info() -> dict[str, Any]:
     return info
 
 
+def spatial_order(rows: np.ndarray) -> np.ndarray:
+    """The k-d order (int64, one per row) in which the CPU kernel's pruned path takes the
+    rows of a host (n, d) array; reordering once lets several calls on subsets of the same
+    centres pass ``centres_ordered=True`` instead of each ordering them again."""
+    return _core.spatial_order(np.ascontiguousarray(rows), simd_level())
+
+
 def log_density_3d(queries: FloatArray, centers: FloatArray, beta: float, num_threads: int | None,
-                   *, near_centre: np.ndarray | None = None, weights: FloatArray | None = None):
+                   *, near_centre: np.ndarray | None = None, weights: FloatArray | None = None,
+                   centres_ordered: bool = False):
     """Kernel call on validated 3-D arrays of one type, dtype and device.
 
     ``near_centre`` (int64, one per query row, optional) names a centre likely to be near
     each query, such as the centre a Monte Carlo query was drawn around.  It changes only
     the speed of the brute path: the CPU kernel uses it to bound each query's nearest
     distance early.  ``weights`` (validated, shape (batch, n), optional) makes the result
-    log sum_j w_j exp(-|q - c_j|^2 / (2 beta^2)).
+    log sum_j w_j exp(-|q - c_j|^2 / (2 beta^2)).  ``centres_ordered`` says that the
+    centres are in :func:`spatial_order` (or a subsequence of it): a speed hint.
     """
     if queries.on_cuda:
         if weights is not None:
@@ -107,7 +116,8 @@ def log_density_3d(queries: FloatArray, centers: FloatArray, beta: float, num_th
                 "or numpy arrays (or repeat each centre by its integer weight)")
         return _log_density_cuda(queries.data, centers.data, beta)
     out = _core.log_density(queries.data, centers.data, beta, num_threads or 0, simd_level(), gemm_screen(),
-                            near_centre, False, pruning(), None if weights is None else weights.data)
+                            near_centre, False, pruning(), None if weights is None else weights.data,
+                            centres_ordered)
     if queries.kind == "torch":
         import torch
 

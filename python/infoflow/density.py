@@ -117,7 +117,7 @@ def log_density(queries, centers, beta, *, weights=None, num_threads=None):
     For at least 2048 centres and 256 queries per mixture, the CPU kernel orders the
     centres into the leaves of a k-d tree (blocks of ~256) and the queries likewise, and
     skips every subtree whose largest possible contribution, bounded through its
-    bounding box, is below :math:`2^{-26}` (float32; :math:`2^{-55}` for float64) of what
+    bounding box, is below :math:`2^{-25}` (float32; :math:`2^{-54}` for float64) of what
     each query has already summed, in proportion to the subtree's share of the
     mixture's weight.  The skipped terms together change each result by less than that
     relative amount, below the dtype's rounding, so the pruned and the brute path agree

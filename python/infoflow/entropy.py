@@ -166,11 +166,12 @@ def _query_plan(n: int, weights: np.ndarray | None, k: int | None, n_queries: in
 
 def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = None, k: int | None = None,
                  n_queries: int | None = None, generator: np.random.Generator, num_threads=None,
-                 progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 progress: bool = False, centres_ordered: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo entropies (nats) and standard errors of a validated (batch, n, d) stack
     of mixtures, one value per batch row: the engine of :func:`mixture_entropy`, for
     callers that have validated their arrays already.  ``weights`` (batch, n) validated,
-    ``k`` draws per centre or ``n_queries`` queries per mixture (default about 65536)."""
+    ``k`` draws per centre or ``n_queries`` queries per mixture (default about 65536);
+    ``centres_ordered``: see :func:`infoflow._backend.log_density_3d`."""
     batch, n, d = c3.shape
     host_weights = None if weights is None else _backend.to_numpy(weights.data)
     plan = _query_plan(n, host_weights, k, n_queries, generator)
@@ -194,7 +195,7 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
         # beta the kernel then skips almost every other centre from the first block on.
         lse = _backend.to_numpy(_backend.log_density_3d(
             queries, centres_block, beta, num_threads, weights=block_weights,
-            near_centre=owner if owner.ndim == 1 else None))
+            near_centre=owner if owner.ndim == 1 else None, centres_ordered=centres_ordered))
         normaliser = log_total if np.isscalar(log_total) else log_total[b0:b1, None]
         moments.update(b0, b1, normaliser - lse.astype(np.float64))  # -log g at each query
     return moments.mean, moments.standard_error()
