@@ -112,6 +112,9 @@ template <class T>
 py::array_t<std::int64_t> spatial_order(const py::array_t<T>& centers, const std::string& isa) {
   if (centers.ndim() != 2 || centers.shape(0) < 1 || centers.shape(1) < 1)
     throw std::invalid_argument("centers: expected a non-empty (n, d) array");
+  for (int axis = 0; axis < 2; ++axis)
+    if (centers.strides(axis) % static_cast<py::ssize_t>(sizeof(T)) != 0)
+      throw std::invalid_argument("centers: strides must be whole elements");
   const infoflow::cpu::StridedView3<T> view{
       centers.data(), {0, centers.strides(0) / static_cast<py::ssize_t>(sizeof(T)),
                        centers.strides(1) / static_cast<py::ssize_t>(sizeof(T))}};

@@ -302,9 +302,13 @@ def test_pruning_skips_most_blocks_of_separated_clusters(rng, dtype, d):
 
 
 def test_auto_mode_prunes_large_small_beta_problems(monkeypatch, rng):
-    n, d, beta = 3000, 3, 1e-3
-    c = np.tanh(rng.normal(size=(n, d))).astype(np.float32)
-    q = (c[rng.permutation(n)] + beta * rng.normal(size=(n, d))).astype(np.float32)
+    # Clustered centres at small beta, as in a trained layer: most leaves are far from
+    # most queries, so the automatic mode prunes.  (Spread-out data of this size go to
+    # the brute path, which is faster there.)
+    n, d, beta = 12000, 3, 1e-3
+    heads = rng.uniform(-1, 1, (12, d))
+    c = (heads[rng.integers(0, 12, n)] + 3 * beta * rng.normal(size=(n, d))).astype(np.float32)
+    q = (c[rng.permutation(n)[:3000]] + beta * rng.normal(size=(3000, d))).astype(np.float32)
     stats = _check(q, c, beta, forced=False, what="auto")
     assert stats["pruned"] >= 1, stats
     assert stats["blocks_computed"] < stats["block_visits"], stats

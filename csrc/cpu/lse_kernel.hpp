@@ -316,6 +316,11 @@ inline void add_offsets(T* __restrict dist, const T* __restrict offsets, index_t
   for (index_t j = 0; j < count; j += L) store(dist + j, load<V>(dist + j) + load<V>(offsets + j));
 }
 
+// The offset of a centre of weight w (see add_offsets), given ln of the largest weight.
+inline double weight_offset(double w, double log_max_weight, double scale) {
+  return w > 0.0 ? (log_max_weight - std::log(w)) / scale : std::numeric_limits<double>::infinity();
+}
+
 // ---------------------------------------------------------------------------------------
 // Phase 1: the centres, packed
 // ---------------------------------------------------------------------------------------
@@ -385,9 +390,7 @@ void pack_centres(const Problem<T>& p, const Layout<T>& lay, const index_t* orde
       for (index_t k = 0; k < d; ++k) dst[k * G + j] = c < 0 ? T(0) : row ? row[k] : p.centers(b, c, k);
       if (p.weights != nullptr) {
         const double w = c >= 0 ? static_cast<double>(p.weights[b * p.n + c]) : 0.0;
-        out.offsets.ptr[item * G + j] =
-            w > 0.0 ? static_cast<T>((out.log_max_weight[b] - std::log(w)) / scale)
-                    : std::numeric_limits<T>::infinity();
+        out.offsets.ptr[item * G + j] = static_cast<T>(weight_offset(w, out.log_max_weight[b], scale));
       }
       if (out.block_max_norm != nullptr) {  // norms wanted
         double norm = 0.0;
@@ -594,11 +597,8 @@ bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, Ker
           const double diff = static_cast<double>(row[k]) - p.centers(b, j, k);
           dist_j += diff * diff;
         }
-        if (p.weights != nullptr) {  // the offset of centre j (see add_offsets)
-          const double w = static_cast<double>(p.weights[b * p.n + j]);
-          dist_j = w > 0.0 ? dist_j + (packed.log_max_weight[b] - std::log(w)) / scale
-                           : std::numeric_limits<double>::infinity();
-        }
+        if (p.weights != nullptr)  // the offset of centre j (see add_offsets)
+          dist_j += weight_offset(static_cast<double>(p.weights[b * p.n + j]), packed.log_max_weight[b], scale);
         s.nearest_bound[a] = dist_j * (1.0 + screen_factor);
       }
       // Moving average of the fraction of tiles a block let us skip.  The first block
@@ -731,17 +731,19 @@ struct BlockTree {
   std::vector<double> box;  // per node: d lows, then d highs
 };
 
+// Node `first_block..end_block` and its subtree; w_max is the largest weight of batch
+// element b (1 unweighted).
 template <class T>
 index_t add_node(BlockTree& tree, const Problem<T>& p, const Layout<T>& lay, index_t b, const index_t* order,
-                 const T* rows, index_t first_block, index_t end_block) {
+                 const T* rows, double w_max, index_t first_block, index_t end_block) {
   const index_t id = static_cast<index_t>(tree.nodes.size()), d = p.d;
   tree.nodes.push_back({first_block, end_block, -1, -1, 0.0});
   tree.box.resize((id + 1) * 2 * d);
   const index_t count = end_block - first_block;
   if (count > 1) {
     const index_t mid = first_block + (count + 1) / 2;  // kd_order's split, in blocks
-    const index_t left = add_node(tree, p, lay, b, order, rows, first_block, mid);
-    const index_t right = add_node(tree, p, lay, b, order, rows, mid, end_block);
+    const index_t left = add_node(tree, p, lay, b, order, rows, w_max, first_block, mid);
+    const index_t right = add_node(tree, p, lay, b, order, rows, w_max, mid, end_block);
     tree.nodes[id].left = left;
     tree.nodes[id].right = right;
     tree.nodes[id].log_mass = log_add(tree.nodes[left].log_mass, tree.nodes[right].log_mass);
@@ -759,7 +761,6 @@ index_t add_node(BlockTree& tree, const Problem<T>& p, const Layout<T>& lay, ind
   std::fill(box_hi, box_hi + d, -std::numeric_limits<double>::infinity());
   double mass = 0.0;
   const T* w = p.weights != nullptr ? p.weights + b * p.n : nullptr;
-  const double w_max = w != nullptr ? static_cast<double>(*std::max_element(w, w + p.n)) : 1.0;
   for (index_t r = lo; r < hi; ++r) {
     const double weight = w != nullptr ? static_cast<double>(w[order[r]]) / w_max : 1.0;
     if (!(weight > 0.0)) continue;  // an absent centre does not widen the box
@@ -809,7 +810,9 @@ PruneIndex<T> build_prune_index(const Problem<T>& p, const Layout<T>& lay, index
     kd_order(p.queries, b, p.m, p.d, per_task, index.query_order.get() + b * p.m, query_rows.data(),
              inner_threads);
     index.trees[b].nodes.reserve(2 * lay.blocks);
-    add_node(index.trees[b], p, lay, b, order, rows, 0, lay.blocks);
+    const T* w = p.weights != nullptr ? p.weights + b * p.n : nullptr;
+    const double w_max = w != nullptr ? static_cast<double>(*std::max_element(w, w + p.n)) : 1.0;
+    add_node(index.trees[b], p, lay, b, order, rows, w_max, 0, lay.blocks);
   }
   return index;
 }
@@ -896,26 +899,41 @@ index_t pruned_task_size(const Problem<T>& p) {
 // distance is sqrt(-ln(eps) / scale) (need_a with the largest possible sum, the total
 // mass), so the share overestimates what pruning will skip: dense data (large beta)
 // fall back to the brute path, whose larger tasks run faster when every block is needed.
-// The same share for single centres instead of leaves, on a sample of pairs: a cheap
+// The same share on a sample of (query, centre) pairs, with every leaf taken as a ball
+// around its centre of the radius that holds a leaf's worth of centres (estimated from
+// the sample's nearest neighbours when the sample is dense enough to tell): a cheap
 // first look that spares dense data the cost of building the index.
 template <class T>
-double far_pair_share(const Problem<T>& p) {
+double far_pair_share(const Problem<T>& p, index_t leaf) {
   const index_t samples = std::min<index_t>(64, p.batch * p.m), centres = std::min<index_t>(256, p.n);
   const double least_need = -kLogPruneTolerance<T> / exponent_scale(p.beta);
-  index_t far = 0;
+  auto dist2 = [&](index_t b, const StridedView3<T>& x, index_t row, index_t c) {
+    double sum = 0.0;
+    for (index_t k = 0; k < p.d; ++k) {
+      const double diff = static_cast<double>(x(b, row, k)) - static_cast<double>(p.centers(b, c, k));
+      sum += diff * diff;
+    }
+    return sum;
+  };
+  double leaf_radius = 0.0;
+  const index_t neighbours = (leaf * centres + p.n - 1) / p.n;  // a leaf's worth, among the sample
+  if (neighbours < centres / 2) {
+    std::vector<double> radii, row(centres);
+    for (index_t i = 0; i < centres; i += 8) {
+      for (index_t j = 0; j < centres; ++j) row[j] = dist2(0, p.centers, i * p.n / centres, j * p.n / centres);
+      std::nth_element(row.begin(), row.begin() + neighbours, row.end());
+      radii.push_back(std::sqrt(row[neighbours]));
+    }
+    std::nth_element(radii.begin(), radii.begin() + radii.size() / 2, radii.end());
+    leaf_radius = radii[radii.size() / 2];
+  }
+  const double far = std::sqrt(least_need) + 2.0 * leaf_radius;
+  index_t count = 0;
   for (index_t i = 0; i < samples; ++i) {
     const index_t flat = i * (p.batch * p.m) / samples, b = flat / p.m, row = flat % p.m;
-    for (index_t j = 0; j < centres; ++j) {
-      const index_t c = j * p.n / centres;
-      double dist2 = 0.0;
-      for (index_t k = 0; k < p.d; ++k) {
-        const double diff = static_cast<double>(p.queries(b, row, k)) - static_cast<double>(p.centers(b, c, k));
-        dist2 += diff * diff;
-      }
-      far += dist2 > least_need;
-    }
+    for (index_t j = 0; j < centres; ++j) count += dist2(b, p.queries, row, j * p.n / centres) > far * far;
   }
-  return static_cast<double>(far) / static_cast<double>(samples * centres);
+  return static_cast<double>(count) / static_cast<double>(samples * centres);
 }
 
 template <class T>
@@ -1066,9 +1084,10 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
 #endif
   KernelStats stats;
   bool finished;
-  if (p.prune == Prune::always || (p.prune == Prune::automatic && p.n >= kPruneMinCentres &&
-                                   p.m >= kPruneMinQueries && far_pair_share(p) >= kPruneMinShare)) {
-    const Layout<T> lay(p.n, p.d);
+  const Layout<T> lay(p.n, p.d);
+  if (p.prune == Prune::always ||
+      (p.prune == Prune::automatic && p.n >= kPruneMinCentres && p.m >= kPruneMinQueries &&
+       far_pair_share(p, lay.block_width) >= kPruneMinShare)) {
     const PruneIndex<T> index = build_prune_index(p, lay, pruned_task_size(p), threads);
     if (p.prune == Prune::always || prunable_share(p, index) >= kPruneMinShare) {
       finished = run_pruned(p, index, interrupt, threads, stats);

@@ -69,7 +69,10 @@ bool split_range(index_t d, index_t leaf, const T* rows, const index_t* order, T
   index_t to_left = lo, to_right = mid;
   for (index_t r = lo; r < hi; ++r) {
     const T key = rows[r * d + widest];
-    const bool left_side = key < split || (key == split && ties_left > 0 && ties_left--);
+    // A full side takes nothing more, so that even NaN keys (which compare false) cannot
+    // move a row out of the range.
+    const bool left_side =
+        to_right == hi || (to_left < mid && (key < split || (!(key > split) && ties_left > 0 && ties_left--)));
     const index_t at = left_side ? to_left++ : to_right++;
     for (index_t k = 0; k < d; ++k) to_rows[at * d + k] = rows[r * d + k];  // d is small: no memmove
     widen(left_side ? left.box : right.box, rows + r * d, d);

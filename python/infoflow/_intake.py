@@ -217,6 +217,15 @@ def positive_int(x: Any, name: str, *, allow_none: bool = True) -> int | None:
     return int(x)
 
 
+def monte_carlo_budget(mc_samples: Any, mc_queries: Any) -> tuple[int | None, int | None]:
+    """Validated ``(mc_samples, mc_queries)``: draws per centre or queries per mixture, at most one given."""
+    k = positive_int(mc_samples, "mc_samples")
+    queries = positive_int(mc_queries, "mc_queries")
+    if k is not None and queries is not None:
+        raise ValueError("mc_samples and mc_queries: give at most one (draws per centre, or queries per mixture)")
+    return k, queries
+
+
 def log_of_base(base: Any) -> float:
     """ln(base) for converting nats; 1.0 for base=None (nats)."""
     if base is None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import _backend
-from .entropy import default_mc_samples, mixture_entropy, mixture_entropy_bounds, noise_entropy
+from .entropy import mixture_entropy, mixture_entropy_bounds, monte_carlo_queries, noise_entropy
 from ._intake import log_of_base, unit_name
 from .experiments import EXPERIMENTS
 
@@ -62,7 +62,8 @@ def _entropy(args: argparse.Namespace) -> int:
     if samples.ndim != 2:
         raise SystemExit(f"infoflow entropy: expected a 2-D table of samples (rows = samples), got shape {samples.shape}")
     n, d = samples.shape
-    k = args.mc_samples or default_mc_samples(n)
+    k = args.mc_samples  # None: the default budget of queries
+    queries = monte_carlo_queries(n, k)
     start = time.perf_counter()
     estimate = mixture_entropy(samples, args.beta, mc_samples=k, base=args.base, rng=args.seed,
                                num_threads=args.threads, progress=not args.json)
@@ -73,7 +74,8 @@ def _entropy(args: argparse.Namespace) -> int:
     unit = unit_name(args.base)
     info = _backend.build_info()
     result = {
-        "source": source, "n": n, "d": d, "beta": args.beta, "mc_samples": k, "seed": args.seed,
+        "source": source, "n": n, "d": d, "beta": args.beta, "mc_samples": k, "mc_queries": queries,
+        "seed": args.seed,
         "unit": unit, "entropy": estimate.value, "stderr": estimate.stderr,
         "lower_bound": bounds.lower, "upper_bound": bounds.upper,
         "noise_entropy": h_z, "noise_entropy_plus_log_n": ceiling,
@@ -84,7 +86,7 @@ def _entropy(args: argparse.Namespace) -> int:
         return 0
     print(f"{source}: n = {n} samples, d = {d}, beta = {args.beta:g}")
     print(f"  h(P_S * N(0, beta^2 I)) = {estimate.value:.6f} ± {estimate.stderr:.6f} {unit}"
-          f"  (Monte Carlo, K = {k}, {n * k} queries, seed = {args.seed})")
+          f"  (Monte Carlo, {queries} queries, seed = {args.seed})")
     print(f"  Kolchinsky-Tracey bounds: {bounds.lower:.6f} <= h <= {bounds.upper:.6f} {unit}")
     print(f"  limits: h_Z = {h_z:.6f} <= h <= h_Z + ln n = {ceiling:.6f} {unit}")
     print(f"  time: {seconds:.3f} s on {result['threads']} CPU thread(s), {info['simd_runtime']} kernel")
@@ -119,7 +121,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     entropy.add_argument("file", nargs="?", help=".npy, .npz or .csv file, one sample per row")
     entropy.add_argument("--demo", action="store_true", help="use the built-in data instead of FILE")
     entropy.add_argument("--beta", type=float, default=None, help="noise standard deviation (required, or 0.5 with --demo)")
-    entropy.add_argument("--mc-samples", type=int, default=None, help="noise draws per sample (default: n*K >= 65536)")
+    entropy.add_argument("--mc-samples", type=int, default=None, help="noise draws per sample (default: 65536 queries in all, a random subset of "
+                              "the samples when there are more)")
     entropy.add_argument("--base", type=float, default=None, help="logarithm base (default: e, nats; 2 for bits)")
     entropy.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     entropy.add_argument("--threads", type=int, default=None, help="CPU threads (default: all)")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 
-from . import _backend
 import numpy as np
 
+from . import _backend
 from ._intake import FloatArray, beta_for_dtype, centre_weights, float_array, positive_int, same_family
 
 __all__ = ["log_density", "gaussian_lse"]

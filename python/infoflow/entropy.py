@@ -2,7 +2,8 @@ r"""Differential entropy of a Gaussian-smoothed empirical measure, :math:`h(\hat
 
 This is the sample-propagation (SP) estimator of Goldfeld et al. (ICML 2019): the
 entropy of T = S + Z, Z ~ N(0, beta^2 I), estimated from n samples of S as the entropy
-of the equal-weight Gaussian mixture centred at the samples.
+of the Gaussian mixture centred at the samples (equal weights, or given weights such as
+the counts of repeated samples).
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ from ._intake import (
     beta_for_dtype,
     centre_weights,
     float_array,
+    monte_carlo_budget,
     log_of_base,
     make_rng,
     positive_int,
     positive_real,
     unit_name,
 )
+from .density import log_total_weight
 from .estimate import Bounds, Estimate, as_result
 
 __all__ = ["noise_entropy", "mixture_entropy", "mixture_entropy_bounds", "default_mc_samples"]
@@ -130,8 +133,8 @@ class _QueryPlan:
 
     - ``stratified`` (equal weights, K given or n <= the query budget): every centre K
       times; query r belongs to centre r // K.
-    - ``subset`` (equal weights, more centres than the budget): one uniform random subset
-      of the centres, without replacement, one query each.
+    - ``subset`` (equal weights, more centres than the budget): a uniform random subset
+      of each mixture's centres, without replacement, one query each.
     - ``iid`` (weighted): centres drawn independently with probability w_j / W.
     """
 
@@ -141,27 +144,41 @@ class _QueryPlan:
     def owners(self, b0: int, b1: int, r0: int, r1: int) -> np.ndarray:
         if self.design == "stratified":
             return np.arange(r0, r1, dtype=np.int64) // self.k
-        if self.design == "subset":
+        if self.owner.ndim == 1:
             return self.owner[r0:r1]
         return self.owner[b0:b1, r0:r1]
 
 
+def monte_carlo_queries(n: int, k: int | None = None, n_queries: int | None = None) -> int:
+    """How many Monte Carlo queries an equal-weight mixture of n centres gets: n K with K
+    draws per centre, else ``n_queries`` (default :data:`DEFAULT_MC_QUERIES`) rounded up to
+    a whole number of draws per centre when that many reach every centre."""
+    if k is not None:
+        return n * k
+    target = n_queries or DEFAULT_MC_QUERIES
+    return target if target < n else n * math.ceil(target / n)
+
+
 def _query_plan(n: int, weights: np.ndarray | None, k: int | None, n_queries: int | None,
-                generator: np.random.Generator) -> _QueryPlan:
+                generator: np.random.Generator, batch: int) -> _QueryPlan:
     """The design of the Monte Carlo queries (see _QueryPlan); draws what it needs from ``generator``."""
     if weights is not None:
         count = n * k if k is not None else (n_queries or DEFAULT_MC_QUERIES)
         cdf = np.cumsum(weights.astype(np.float64), axis=-1)
         u = generator.random((weights.shape[0], count)) * cdf[:, -1:]
         owner = np.stack([np.searchsorted(cdf[b], u[b], side="right") for b in range(weights.shape[0])])
-        return _QueryPlan("iid", count, np.minimum(owner, n - 1).astype(np.int64))
-    if k is None:
-        target = n_queries or DEFAULT_MC_QUERIES
-        if target < n:
-            owner = np.sort(generator.choice(n, size=target, replace=False, shuffle=False)).astype(np.int64)
-            return _QueryPlan("subset", target, owner)
-        k = math.ceil(target / n)
-    return _QueryPlan("stratified", n * k, k=k)
+        # u * W may round up to W: the last centre of positive weight takes it.
+        last_positive = n - 1 - np.argmax(weights[:, ::-1] > 0, axis=-1)
+        return _QueryPlan("iid", count, np.minimum(owner, last_positive[:, None]).astype(np.int64))
+    count = monte_carlo_queries(n, k, n_queries)
+    if count >= n:
+        return _QueryPlan("stratified", count, k=count // n)
+    if batch == 1:
+        owner = np.sort(generator.choice(n, size=count, replace=False, shuffle=False)).astype(np.int64)
+    else:  # a subset per mixture: mixtures whose rows are alike (e.g. classes in one spatial order) stay independent
+        owner = np.sort(generator.permuted(np.tile(np.arange(n, dtype=np.int64), (batch, 1)), axis=1)[:, :count],
+                        axis=1)
+    return _QueryPlan("subset", count, owner)
 
 
 def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = None, k: int | None = None,
@@ -174,9 +191,8 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
     ``centres_ordered``: see :func:`infoflow._backend.log_density_3d`."""
     batch, n, d = c3.shape
     host_weights = None if weights is None else _backend.to_numpy(weights.data)
-    plan = _query_plan(n, host_weights, k, n_queries, generator)
-    log_total = 0.5 * d * math.log(2.0 * math.pi * beta * beta) + (
-        math.log(n) if host_weights is None else np.log(host_weights.astype(np.float64).sum(axis=-1)))
+    plan = _query_plan(n, host_weights, k, n_queries, generator, batch)
+    log_total = 0.5 * d * math.log(2.0 * math.pi * beta * beta) + log_total_weight(weights, n)
     moments = _RunningMoments(batch)
     chunks = list(_chunks(batch, plan.count, d))
     if progress and len(chunks) > 1:
@@ -193,9 +209,10 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
             block_weights = FloatArray(weights.data[b0:b1], weights.kind, weights.device, weights.dtype, (b1 - b0, n))
         # Each query's own centre bounds its nearest distance: on the brute path at small
         # beta the kernel then skips almost every other centre from the first block on.
+        hint = owner if owner.ndim == 1 else owner[0] if owner.shape[0] == 1 else None
         lse = _backend.to_numpy(_backend.log_density_3d(
-            queries, centres_block, beta, num_threads, weights=block_weights,
-            near_centre=owner if owner.ndim == 1 else None, centres_ordered=centres_ordered))
+            queries, centres_block, beta, num_threads, weights=block_weights, near_centre=hint,
+            centres_ordered=centres_ordered))
         normaliser = log_total if np.isscalar(log_total) else log_total[b0:b1, None]
         moments.update(b0, b1, normaliser - lse.astype(np.float64))  # -log g at each query
     return moments.mean, moments.standard_error()
@@ -230,7 +247,8 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
         Non-negative weight of each centre (see :func:`log_density`); e.g. the counts of
         repeated samples merged into one centre.  CPU only for now.
     mc_samples : int, optional
-        K, noise draws per centre (N = nK queries).  Cannot be combined with ``mc_queries``.
+        K, noise draws per centre: N = nK queries, each centre K times (with weights: nK
+        independent draws).  Cannot be combined with ``mc_queries``.
     mc_queries : int, optional
         N, the Monte Carlo queries per mixture.  Default (when neither is given): about
         65536, that is K = :func:`default_mc_samples` (n) per centre when n <= 65536
@@ -272,10 +290,7 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     w = centre_weights(weights, c)
     beta = beta_for_dtype(beta, c.dtype)
     n, d = c.shape[-2], c.shape[-1]
-    k = positive_int(mc_samples, "mc_samples")
-    n_queries = positive_int(mc_queries, "mc_queries")
-    if k is not None and n_queries is not None:
-        raise ValueError("mc_samples and mc_queries: give at most one (draws per centre, or queries per mixture)")
+    k, n_queries = monte_carlo_budget(mc_samples, mc_queries)
     log_base = log_of_base(base)
     threads = positive_int(num_threads, "num_threads")
     generator = make_rng(rng)

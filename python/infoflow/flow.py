@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ._intake import class_labels, log_of_base, make_rng, positive_int, unit_name
+from ._intake import class_labels, log_of_base, make_rng, monte_carlo_budget, positive_int, unit_name
 from ._output import new_figure, save_figure, write_csv, write_json
 from .mutual_information import layer_information
 from .nn import named_noise_modules
@@ -360,8 +360,7 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
     labels = class_labels(y, m, name="y", rows="x")
     n_rep = positive_int(repeats, "repeats", allow_none=False)
     # Validate the estimator options now, before the sampling pass spends any time.
-    if positive_int(mc_samples, "mc_samples") is not None and positive_int(mc_queries, "mc_queries") is not None:
-        raise ValueError("mc_samples and mc_queries: give at most one (draws per centre, or queries per entropy)")
+    monte_carlo_budget(mc_samples, mc_queries)
     positive_int(max_centers, "max_centers")
     positive_int(num_threads, "num_threads")
     log_of_base(base)

@@ -30,6 +30,7 @@ from ._intake import (
     float_array,
     log_of_base,
     make_rng,
+    monte_carlo_budget,
     positive_int,
     unit_name,
 )
@@ -125,21 +126,29 @@ class _Layer:
         self.m, self.r, self.d = arr.shape
         self.k_user, self.max_centers = k_user, max_centers
         self.queries = mc_queries or DEFAULT_MC_QUERIES
-        self.pooled = arr.data.reshape(self.m * self.r, self.d)
         # input_of[j]: the input whose sample pooled row j is.  Many pooled samples on the
-        # CPU are put in the kernel's spatial order once, so that h(T) and every class
-        # mixture (a subsequence) skip their own ordering.
-        self.input_of = np.arange(self.m * self.r) // self.r
+        # CPU are put in the kernel's spatial order (on first use), so that h(T) and every
+        # class mixture (a subsequence) skip their own ordering.
         self.ordered = not arr.on_cuda and self.r > 1 and self.m * self.r >= _ORDER_MIN_CENTRES
-        if self.ordered:
-            order = _backend.spatial_order(self.pooled)
-            self.pooled, self.input_of = self.pooled[order], self.input_of[order]
+        self._pooled = None
+
+    @property
+    def pooled(self):
+        """The m*R samples as rows, in spatial order when ``self.ordered``."""
+        if self._pooled is None:
+            self._pooled = self.arr.data.reshape(self.m * self.r, self.d)
+            self.input_of = np.arange(self.m * self.r) // self.r
+            if self.ordered:
+                order = _backend.spatial_order(self._pooled)
+                self._pooled, self.input_of = self._pooled[order], self.input_of[order]
+        return self._pooled
 
     def budget(self, share: float = 1.0) -> tuple:
-        """(k, None) when the user fixed K, else (None, queries) for a share of the budget."""
+        """(k, None) when the user fixed K, else (None, queries) for a share of the budget,
+        at least 2 so that every term has a standard error."""
         if self.k_user is not None:
             return self.k_user, None
-        return None, max(1, math.ceil(self.queries * share))
+        return None, max(2, math.ceil(self.queries * share))
 
     def pooled_entropy(self) -> tuple[float, float]:
         """h(T) from all m*R pooled centres (or a subset of max_centers of them)."""
@@ -165,6 +174,7 @@ class _Layer:
         # Row indices of each class's pooled centres, subset where max_centers asks; then
         # classes of equal size and budget are batched into one call.
         class_rows = []
+        pooled = self.pooled
         class_of_row = inverse[self.input_of]
         for c in range(len(counts)):
             rows = np.flatnonzero(class_of_row == c)
@@ -176,7 +186,7 @@ class _Layer:
         for c, rows in enumerate(class_rows):
             groups.setdefault((len(rows), self.budget(p[c])), []).append(c)
         for (_, budget), members in groups.items():
-            stack = _stack(self.arr, _take(self.pooled, np.stack([class_rows[c] for c in members])))
+            stack = _stack(self.arr, _take(pooled, np.stack([class_rows[c] for c in members])))
             if r == 1 and len(members) == 1:
                 merged, weights = _merged(stack)
                 h, se = _entropies(merged, self.beta, budget, self.generator, self.threads, weights)
@@ -197,10 +207,7 @@ def _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_th
     if len(arr.shape) == 2:
         arr = _stack(arr, arr.data[:, None, :])
     beta = beta_for_dtype(beta, arr.dtype)
-    k_user = positive_int(mc_samples, "mc_samples")
-    queries = positive_int(mc_queries, "mc_queries")
-    if k_user is not None and queries is not None:
-        raise ValueError("mc_samples and mc_queries: give at most one (draws per centre, or queries per entropy)")
+    k_user, queries = monte_carlo_budget(mc_samples, mc_queries)
     max_centers = positive_int(max_centers, "max_centers")
     log_of_base(base)
     threads = positive_int(num_threads, "num_threads")
@@ -383,8 +390,10 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_center
     See Also
     --------
     mi_xt : the same for the inputs.  With ``labels = arange(m)`` (each input its own
-        class) and no ``max_centers`` below R, mi_yt computes what mi_xt does, draw for
-        draw: the same seed gives the same result.
+        class), no ``max_centers`` below R and fewer than 65536 samples in all, mi_yt
+        computes what mi_xt does, draw for draw: the same seed gives the same result.
+        (From 65536 samples on, the pooled samples are taken in the kernel's spatial
+        order, so the draws differ, with the same distribution.)
     infoflow.mixture_entropy : the entropy estimator used for every term.
 
     Notes
