@@ -37,20 +37,7 @@ def log_density_reference(queries, centers, beta):
 
 def entropy_quadrature_1d(centers, beta):
     """h(P * N(0, beta^2)) for P uniform on the 1-D `centers`, by adaptive quadrature."""
-    s = np.asarray(centers, dtype=np.float64).ravel()
-    norm = 1.0 / (len(s) * beta * math.sqrt(2 * math.pi))
-
-    def integrand(t):
-        g = norm * np.exp(-((t - s) ** 2) / (2 * beta**2)).sum()
-        return -g * math.log(g) if g > 0 else 0.0
-
-    # Integrate piecewise between sorted centres so quad sees every bump.
-    knots = np.unique(np.concatenate([[s.min() - 12 * beta], np.sort(s), [s.max() + 12 * beta]]))
-    total = 0.0
-    for a, b in zip(knots[:-1], knots[1:]):
-        value, _ = integrate.quad(integrand, a, b, limit=200, epsabs=1e-12, epsrel=1e-12)
-        total += value
-    return total
+    return weighted_entropy_quadrature_1d(centers, np.ones(np.size(centers)), beta)
 
 
 def kt_bounds_reference(centers, beta):
@@ -118,6 +105,7 @@ def weighted_entropy_quadrature_1d(centers, weights, beta):
         g = norm * (p * np.exp(-((t - s) ** 2) / (2 * beta**2))).sum()
         return -g * math.log(g) if g > 0 else 0.0
 
+    # Integrate piecewise between sorted centres so quad sees every bump.
     knots = np.unique(np.concatenate([[s.min() - 12 * beta], np.sort(s), [s.max() + 12 * beta]]))
     total = 0.0
     for a, b in zip(knots[:-1], knots[1:]):
