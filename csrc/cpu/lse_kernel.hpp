@@ -27,6 +27,11 @@
 // so the float32 accuracy is the direct form's at any beta.  A task screens only while
 // most of its recent blocks were negligible, so large beta pays (almost) nothing for it.
 //
+// Two paths share the packing and the block computation (phases 1 and 2 below): the
+// brute path visits every block of every task (with the screen), the pruned path (phase
+// 3b) takes the centres in k-d order and skips, with a proven error bound below the
+// dtype's rounding, the subtrees that cannot change a query's sum.  run() chooses.
+//
 // No include guard: each ISA translation unit includes this once, inside its own namespace.
 
 #include <algorithm>
