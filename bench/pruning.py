@@ -25,7 +25,6 @@ Times are the best of ``repeats`` calls (interference only ever adds time).
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
