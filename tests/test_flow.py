@@ -239,3 +239,17 @@ def test_plane_same_seed_same_history(data):
         plane.record(1)
         histories.append(plane.history)
     assert histories[0] == histories[1]
+
+
+def test_plane_passes_the_query_budget(data):
+    """InformationPlane(mc_queries=N) records what information_flow(mc_queries=N) computes,
+    and refuses a budget given twice."""
+    x, y = data
+    net = small_net()
+    plane = InformationPlane(net, x, y, epochs=[0], repeats=2, mc_queries=300, rng=4)
+    flow = plane.record(0)
+    direct = information_flow(net, x, y, repeats=2, mc_queries=300, rng=np.random.default_rng(4))
+    assert [(r.ixt, r.iyt) for r in flow] == [(r.ixt, r.iyt) for r in direct]
+    assert plane.to_dict()["mc_queries"] == 300
+    with pytest.raises(ValueError, match="mc_samples and mc_queries"):
+        InformationPlane(net, x, y, epochs=[0], mc_samples=2, mc_queries=300)

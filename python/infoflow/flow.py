@@ -492,7 +492,7 @@ class InformationPlane:
         weights after e epochs of training.
     n_points : int
         Number of epochs of the default schedule (default 20).
-    repeats, mc_samples, max_centers, num_threads : optional
+    repeats, mc_samples, mc_queries, max_centers, num_threads : optional
         Passed to :func:`information_flow` (R default 8).
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
         One generator for all records: the same seed and the same sequence of records
@@ -524,7 +524,7 @@ class InformationPlane:
     """
 
     def __init__(self, model, x, y, *, beta=None, epochs=None, max_epoch=None, n_points=20,
-                 repeats=8, mc_samples=None, max_centers=None, rng=None, progress=False,
+                 repeats=8, mc_samples=None, mc_queries=None, max_centers=None, rng=None, progress=False,
                  num_threads=None):
         import torch.nn as nn
 
@@ -539,8 +539,9 @@ class InformationPlane:
         self.schedule = _explicit_epochs(epochs) if epochs is not None else log_spaced_epochs(max_epoch, n_points)
         self.model, self.x, self.y = model, x, labels
         self.label_entropy = _label_entropy(labels)
+        k, queries = monte_carlo_budget(mc_samples, mc_queries)
         self.options = dict(repeats=positive_int(repeats, "repeats", allow_none=False),
-                            mc_samples=positive_int(mc_samples, "mc_samples"),
+                            mc_samples=k, mc_queries=queries,
                             max_centers=positive_int(max_centers, "max_centers"),
                             num_threads=positive_int(num_threads, "num_threads"),
                             progress=bool(progress))
@@ -595,6 +596,7 @@ class InformationPlane:
             "schedule": list(self.schedule),
             "repeats": self.options["repeats"],
             "mc_samples": self.options["mc_samples"],
+            "mc_queries": self.options["mc_queries"],
             "max_centers": self.options["max_centers"],
             "history": self.history,
         }
