@@ -15,19 +15,7 @@ from scipy.special import logsumexp
 
 def lse_reference(queries, centers, beta):
     """float64 log sum_j exp(-||q_i - c_j||^2 / (2 beta^2)) for (..., m, d) and (..., n, d)."""
-    q = np.asarray(queries, dtype=np.float64)
-    c = np.asarray(centers, dtype=np.float64)
-    batch_shape = q.shape[:-2]
-    q3 = q.reshape(-1, *q.shape[-2:])
-    c3 = c.reshape(-1, *c.shape[-2:])
-    out = np.empty(q3.shape[:2])
-    rows = max(1, 2_000_000 // (c3.shape[1] * c3.shape[2]))  # keeps each block ~16 MB
-    for b in range(q3.shape[0]):
-        for i0 in range(0, q3.shape[1], rows):
-            diff = q3[b, i0:i0 + rows, None, :] - c3[b, None, :, :]
-            sq = np.einsum("ijk,ijk->ij", diff, diff)
-            out[b, i0:i0 + rows] = logsumexp(-sq / (2.0 * beta * beta), axis=1)
-    return out.reshape(*batch_shape, q3.shape[1])
+    return weighted_lse_reference(queries, centers, beta, np.ones(np.shape(centers)[-2]))
 
 
 def log_density_reference(queries, centers, beta):

@@ -127,7 +127,7 @@ def centre_weights(weights: Any, centers: FloatArray, name: str = "weights") -> 
     if kind == "torch":
         if not (weights.dtype.is_floating_point and weights.dtype in (torch.float32, torch.float64)):
             raise TypeError(f"{name}: expected a float32 or float64 tensor, got {weights.dtype}")
-        if str(weights.device) != centers.device and not (weights.device.type == "cpu" == centers.device):
+        if str(weights.device) != centers.device:
             raise ValueError(f"{name} is on {weights.device} but centers is on {centers.device}; "
                              "move them to one device")
         data = weights.detach()
@@ -146,23 +146,14 @@ def centre_weights(weights: Any, centers: FloatArray, name: str = "weights") -> 
         raise ValueError(f"{name}: expected shape {tuple(centers.shape[:-1])} (one weight per centre) "
                          f"or ({n},), got {shape}")
 
-    def check_values(values) -> None:
-        if not bool(np.isfinite(values).all()):
-            raise ValueError(f"{name}: contains NaN or infinity")
-        if bool((values < 0).any()):
-            raise ValueError(f"{name}: must be >= 0 (got a negative weight)")
-        if not bool((values > 0).any(axis=-1).all()):
-            raise ValueError(f"{name}: every mixture needs a positive weight (got all zeros)")
-
-    if host is not None:
-        check_values(host)
-    else:  # a CUDA tensor: the same checks on the device
-        if not bool(torch.isfinite(data).all()):
-            raise ValueError(f"{name}: contains NaN or infinity")
-        if bool((data < 0).any()):
-            raise ValueError(f"{name}: must be >= 0 (got a negative weight)")
-        if not bool((data > 0).any(dim=-1).all()):
-            raise ValueError(f"{name}: every mixture needs a positive weight (got all zeros)")
+    # The same checks for host arrays and for CUDA tensors (on their device).
+    values, isfinite = (host, np.isfinite) if host is not None else (data, torch.isfinite)
+    if not bool(isfinite(values).all()):
+        raise ValueError(f"{name}: contains NaN or infinity")
+    if bool((values < 0).any()):
+        raise ValueError(f"{name}: must be >= 0 (got a negative weight)")
+    if not bool((values > 0).any(-1).all()):
+        raise ValueError(f"{name}: every mixture needs a positive weight (got all zeros)")
     if dtype != centers.dtype:
         if kind == "torch":
             torch_dtype = torch.float32 if centers.dtype == np.float32 else torch.float64

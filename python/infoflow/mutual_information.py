@@ -173,11 +173,11 @@ class _Layer:
         r, m = self.r, self.m
         # Row indices of each class's pooled centres, subset where max_centers asks; then
         # classes of equal size and budget are batched into one call.
-        class_rows = []
         pooled = self.pooled
-        class_of_row = inverse[self.input_of]
-        for c in range(len(counts)):
-            rows = np.flatnonzero(class_of_row == c)
+        # One stable sort groups the rows by class and keeps the pooled order within each.
+        by_class = np.argsort(inverse[self.input_of], kind="stable")
+        class_rows = []
+        for rows in np.split(by_class, np.cumsum(counts * r)[:-1]):
             index = _subset(len(rows), self.max_centers, self.generator)
             class_rows.append(rows if index is None else rows[index])
         p = counts / m
@@ -224,17 +224,15 @@ def layer_information(samples, labels, beta, *, mc_samples=None, mc_queries=None
     """
     layer = _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_threads, ndims=(3,),
                    hint="(m inputs, R samples each, d)")
-    y = class_labels(labels, layer.m)
-    h_t, se_t = layer.pooled_entropy() if layer.m > 1 else (0.0, 0.0)
-    ixt = _result(0.0, 0.0, base)
+    _, inverse, counts = np.unique(class_labels(labels, layer.m), return_inverse=True, return_counts=True)
+    ixt = iyt = _result(0.0, 0.0, base)  # exact for one input (X constant) or one class
     if layer.m > 1:
+        h_t, se_t = layer.pooled_entropy()
         h_x, se_x = layer.conditional_x()
         ixt = _result(h_t - h_x, math.hypot(se_t, se_x), base)
-    _, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    iyt = _result(0.0, 0.0, base)
-    if len(counts) > 1:
-        h_y, se_y = layer.conditional_y(inverse, counts)
-        iyt = _result(h_t - h_y, math.hypot(se_t, se_y), base)
+        if len(counts) > 1:
+            h_y, se_y = layer.conditional_y(inverse, counts)
+            iyt = _result(h_t - h_y, math.hypot(se_t, se_y), base)
     return ixt, iyt
 
 
