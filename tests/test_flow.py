@@ -8,6 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from infoflow.flow import (  # noqa: E402
+    CONVERGENCE_FIELDS,
     HISTORY_FIELDS,
     InformationFlow,
     InformationPlane,
@@ -101,7 +102,8 @@ def test_result_type_and_outputs(tmp_path, data):
         flow["noise9"]
     flow.to_csv(tmp_path / "flow.csv")
     header = (tmp_path / "flow.csv").read_text().splitlines()[0]
-    assert header == "name,width,ixt,ixt_stderr,iyt,iyt_stderr,unit"
+    assert header == ",".join(("name", "width", "ixt", "ixt_stderr", "iyt", "iyt_stderr", "unit")
+                              + CONVERGENCE_FIELDS)
     flow.to_json(tmp_path / "flow.json")
     import json
 

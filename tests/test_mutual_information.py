@@ -179,13 +179,13 @@ def test_stderr_combines_the_terms_in_quadrature(monkeypatch):
         return value, stderr
 
     monkeypatch.setattr(mi_module, "entropy_nats", spy)
-    est = mi_xt(S_R3[:, :, None], BETA_R3, mc_samples=50, rng=32)
+    est = mi_xt(S_R3[:, :, None], BETA_R3, mc_samples=50, rng=32, convergence=False)
     h_t, cond = results
     assert est.value == pytest.approx(h_t.value[0] - np.mean(cond.value), abs=1e-12)
     assert est.stderr == pytest.approx(math.hypot(h_t.stderr[0], math.sqrt(np.sum(cond.stderr**2)) / 4), rel=1e-12)
     results.clear()
     labels = np.array([0, 1, 1, 1])  # classes of 3 and 9 centres: two calls
-    est = mi_yt(S_R3[:, :, None], labels, BETA_R3, mc_samples=50, rng=33)
+    est = mi_yt(S_R3[:, :, None], labels, BETA_R3, mc_samples=50, rng=33, convergence=False)
     h_t, small, large = results
     assert est.value == pytest.approx(h_t.value[0] - 0.25 * small.value[0] - 0.75 * large.value[0], abs=1e-12)
     expected = math.hypot(h_t.stderr[0], 0.25 * small.stderr[0], 0.75 * large.stderr[0])
@@ -204,17 +204,21 @@ def test_the_query_budget_is_shared_by_every_term(monkeypatch):
 
     monkeypatch.setattr(mi_module, "entropy_nats", spy)
     samples = np.random.default_rng(9).normal(size=(30, 7, 2))
-    mi_xt(samples, 0.5, rng=0)
+    mi_xt(samples, 0.5, rng=0, convergence=False)
     assert seen == [((1, 210, 2), None, 65536), ((30, 7, 2), None, math.ceil(65536 / 30))]
     seen.clear()
-    mi_xt(samples, 0.5, max_centers=100, rng=0)
+    mi_xt(samples, 0.5, max_centers=100, rng=0, convergence=False)
     assert seen == [((1, 100, 2), None, 65536), ((30, 7, 2), None, math.ceil(65536 / 30))]
     seen.clear()
-    mi_yt(samples, np.arange(30) % 2, 0.5, mc_queries=1000, rng=0)
+    mi_yt(samples, np.arange(30) % 2, 0.5, mc_queries=1000, rng=0, convergence=False)
     assert seen == [((1, 210, 2), None, 1000), ((2, 105, 2), None, 500)]  # two equal classes: one call
     seen.clear()
-    mi_xt(samples, 0.5, mc_samples=3, rng=0)
+    mi_xt(samples, 0.5, mc_samples=3, rng=0, convergence=False)
     assert [call[1:] for call in seen] == [(3, None), (3, None)]
+    seen.clear()
+    # The R-convergence levels (R = 7: 1 and 3 samples per input) get the same budget.
+    mi_xt(samples, 0.5, rng=0)
+    assert seen[2:] == [((1, 30, 2), None, 65536), ((1, 90, 2), None, 65536), ((30, 3, 2), None, math.ceil(65536 / 30))]
     with pytest.raises(ValueError, match="mc_samples and mc_queries"):
         mi_xt(samples, 0.5, mc_samples=3, mc_queries=100)
 
@@ -224,7 +228,8 @@ def test_the_default_budget_matches_k_per_centre_below_65536_centres():
     every term, the same draws as an explicit K."""
     samples = np.random.default_rng(9).normal(size=(30, 7, 2))
     k = infoflow.default_mc_samples(210)
-    assert mi_xt(samples, 0.5, rng=4) == mi_xt(samples, 0.5, mc_samples=k, rng=4)
+    assert mi_xt(samples, 0.5, rng=4, convergence=False) == mi_xt(samples, 0.5, mc_samples=k, rng=4,
+                                                                   convergence=False)
 
 
 # ----------------------------------------------------------------------------- I(Y;T)

@@ -1,4 +1,6 @@
-"""Result types: a Monte Carlo :class:`Estimate` with its standard error, and :class:`Bounds`."""
+"""Result types: a Monte Carlo :class:`Estimate` with its standard error, the
+:class:`RConvergence` of a mutual information in the number of samples per input, and
+:class:`Bounds`."""
 
 from __future__ import annotations
 
@@ -10,7 +12,76 @@ import numpy as np
 
 ArrayOrFloat = Union[float, np.ndarray]
 
-__all__ = ["Estimate", "Bounds"]
+__all__ = ["Estimate", "RConvergence", "RConvergenceWarning", "Bounds", "R_SHIFT_TOLERANCE"]
+
+#: How many standard errors the last halving of R may move an estimate before
+#: :class:`RConvergence` calls it unconverged (and a :class:`RConvergenceWarning` is issued).
+R_SHIFT_TOLERANCE = 3.0
+
+
+class RConvergenceWarning(UserWarning):
+    """An estimate of I(X;T) or I(Y;T) still moves with R, the samples per input.
+
+    Raised (as a warning) when the value at R differs from the value at R/2 by more
+    than :data:`R_SHIFT_TOLERANCE` standard errors of the difference: the plug-in bias of
+    the conditional entropies has not settled, and more samples per input would change
+    the result.  Filter it with ``warnings.simplefilter("ignore", RConvergenceWarning)``.
+    """
+
+
+@dataclass(frozen=True)
+class RConvergence:
+    """An estimate recomputed from nested subsets of the R samples of every input.
+
+    The estimate at R uses all samples; the one at R/2 the first half of each input's
+    samples, and so on (``repeats`` ascending, the last one R).  No forward pass is added,
+    only the entropy estimates, with independent Monte Carlo draws.  The sequence shows the
+    plug-in bias at work: h(T | X = x) estimated from R points is biased low, so I(X;T)
+    falls towards its limit as R grows.  A sequence that still moves at the last halving
+    by more than its Monte Carlo error has not converged, and the value at R is then an
+    upper estimate rather than the limit.  No extrapolation is made.
+
+    Attributes
+    ----------
+    repeats : tuple of int
+        The numbers of samples per input, ascending (e.g. ``(2, 4, 8)``).
+    values, stderrs : tuple of float
+        The estimate at each, and its Monte Carlo standard error, in ``unit``.
+    unit : str
+        ``"nats"``, ``"bits"``, ...
+    """
+
+    repeats: tuple
+    values: tuple
+    stderrs: tuple
+    unit: str = "nats"
+
+    @property
+    def shift(self) -> float:
+        """Value at R minus value at the previous level (NaN with a single level)."""
+        if len(self.values) < 2:
+            return float("nan")
+        return float(self.values[-1] - self.values[-2])
+
+    @property
+    def shift_stderr(self) -> float:
+        """Monte Carlo standard error of :attr:`shift` (the levels' draws are independent)."""
+        if len(self.values) < 2:
+            return float("nan")
+        return float(np.hypot(self.stderrs[-1], self.stderrs[-2]))
+
+    def converged(self, tolerance: float = R_SHIFT_TOLERANCE) -> bool:
+        """Whether the last halving of R moved the value by at most ``tolerance`` standard
+        errors of the shift (True with a single level: nothing to compare).  A zero
+        standard error (exact terms) with a zero shift counts as converged."""
+        if len(self.values) < 2:
+            return True
+        return bool(abs(self.shift) <= tolerance * self.shift_stderr)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict of the fields."""
+        return {"repeats": [int(r) for r in self.repeats], "values": [float(v) for v in self.values],
+                "stderrs": [float(e) for e in self.stderrs], "unit": self.unit}
 
 
 @dataclass(frozen=True)
@@ -30,11 +101,16 @@ class Estimate:
         Its standard error (one standard deviation of the Monte Carlo error), same units.
     unit : str
         ``"nats"`` (natural log), ``"bits"`` (base 2), ...
+    convergence : RConvergence or None
+        For a mutual information estimated from R samples per input: the same estimate
+        at R/4, R/2 and R (see :class:`RConvergence`); None otherwise.  Arithmetic on
+        estimates drops it.
     """
 
     value: ArrayOrFloat
     stderr: ArrayOrFloat
     unit: str = "nats"
+    convergence: RConvergence | None = None
 
     def __float__(self) -> float:
         if np.ndim(self.value) != 0:
@@ -93,9 +169,13 @@ class Estimate:
         return NotImplemented
 
     def to_dict(self) -> dict:
-        """JSON-ready dict: ``{"value", "stderr", "unit"}`` (arrays become lists)."""
+        """JSON-ready dict: ``{"value", "stderr", "unit"}`` (arrays become lists), and
+        ``"convergence"`` when there is one."""
         as_py = lambda x: np.asarray(x).tolist()  # noqa: E731
-        return {"value": as_py(self.value), "stderr": as_py(self.stderr), "unit": self.unit}
+        result = {"value": as_py(self.value), "stderr": as_py(self.stderr), "unit": self.unit}
+        if self.convergence is not None:
+            result["convergence"] = self.convergence.to_dict()
+        return result
 
 
 class Bounds(NamedTuple):

@@ -35,7 +35,8 @@ import numpy as np
 
 from ._intake import class_labels, log_of_base, make_rng, monte_carlo_budget, positive_int, unit_name
 from ._output import new_figure, save_figure, write_csv, write_json
-from .mutual_information import layer_information
+from .estimate import RConvergence
+from .mutual_information import layer_information, warn_if_unconverged
 from .nn import named_noise_modules
 from .sampling import sample_layers
 
@@ -49,8 +50,15 @@ __all__ = [
     "HISTORY_FIELDS",
 ]
 
+#: The R-convergence columns of a row (see :class:`LayerInformation`): R, the two previous
+#: levels of R and the estimates there, and whether the last halving of R moved neither
+#: estimate by more than 3 standard errors.
+CONVERGENCE_FIELDS = ("repeats", "r_half", "r_quarter", "ixt_r_half", "ixt_r_half_stderr", "ixt_r_quarter",
+                      "ixt_r_quarter_stderr", "iyt_r_half", "iyt_r_half_stderr", "iyt_r_quarter",
+                      "iyt_r_quarter_stderr", "converged")
+
 #: The columns of :attr:`InformationPlane.history`, in order.
-HISTORY_FIELDS = ("epoch", "layer", "width", "ixt", "ixt_stderr", "iyt", "iyt_stderr", "unit")
+HISTORY_FIELDS = ("epoch", "layer", "width", "ixt", "ixt_stderr", "iyt", "iyt_stderr", "unit") + CONVERGENCE_FIELDS
 
 # Relative tolerance when comparing an explicit beta with the modules' beta: a beta that
 # went through float32 or a text file should still count as the same noise level.
@@ -77,6 +85,12 @@ class LayerInformation:
         :math:`I(Y;T_\\ell)` and its Monte Carlo standard error, in ``unit``.
     unit : str
         ``"nats"`` (default), ``"bits"``, ...
+    repeats : int
+        R, the samples per input the estimates use: 1 for a layer that is deterministic
+        given X (its estimates do not depend on R).
+    ixt_convergence, iyt_convergence : RConvergence or None
+        The estimates at R/4, R/2 and R from nested subsets of the samples (see
+        :class:`~infoflow.estimate.RConvergence`); None when not computed.
     """
 
     name: str
@@ -86,10 +100,43 @@ class LayerInformation:
     iyt: float
     iyt_stderr: float
     unit: str = "nats"
+    repeats: int = 1
+    ixt_convergence: RConvergence | None = None
+    iyt_convergence: RConvergence | None = None
+
+    @property
+    def converged(self) -> bool:
+        """Whether neither estimate moved by more than 3 standard errors at the last
+        halving of R (True when there is nothing to compare)."""
+        return _all_converged(self.ixt_convergence, self.iyt_convergence)
 
     def to_dict(self) -> dict:
-        """The fields as a plain dict."""
-        return asdict(self)
+        """The fields as one flat row: the scalar fields, then the
+        :data:`CONVERGENCE_FIELDS` (None where a level does not exist)."""
+        row = {key: value for key, value in asdict(self).items() if not key.endswith("_convergence")}
+        row.update(convergence_columns(self.repeats, self.ixt_convergence, self.iyt_convergence))
+        return row
+
+
+def convergence_columns(repeats: int, ixt: RConvergence | None, iyt: RConvergence | None) -> dict:
+    """The :data:`CONVERGENCE_FIELDS` of one row: the previous two levels of R
+    (``r_half``, ``r_quarter``) and both estimates there, None where absent (an empty
+    CSV cell, a JSON null)."""
+    row = {"repeats": int(repeats)}
+    levels = ixt.repeats if ixt is not None else iyt.repeats if iyt is not None else (repeats,)
+    for back, suffix in ((2, "half"), (3, "quarter")):
+        row[f"r_{suffix}"] = int(levels[-back]) if len(levels) >= back else None
+    for key, sequence in (("ixt", ixt), ("iyt", iyt)):
+        for back, suffix in ((2, "half"), (3, "quarter")):
+            present = sequence is not None and len(sequence.values) >= back
+            row[f"{key}_r_{suffix}"] = float(sequence.values[-back]) if present else None
+            row[f"{key}_r_{suffix}_stderr"] = float(sequence.stderrs[-back]) if present else None
+    row["converged"] = _all_converged(ixt, iyt)
+    return row
+
+
+def _all_converged(*sequences: RConvergence | None) -> bool:
+    return all(sequence is None or sequence.converged() for sequence in sequences)
 
 
 class InformationFlow(Sequence):
@@ -141,21 +188,36 @@ class InformationFlow(Sequence):
     def __str__(self) -> str:
         header = (f"Information flow over m = {self.n_inputs} inputs, R = {self.repeats} repeats, "
                   f"beta = {self.beta:g} (values in {self.unit}, ± 1 Monte Carlo standard error)")
-        lines = [header, f"{'layer':<12}{'width':>6}   {'I(X;T)':>18}   {'I(Y;T)':>18}"]
+        lines = [header, f"{'layer':<12}{'width':>6}   {'I(X;T)':>18}   {'I(Y;T)':>18}   I(X;T) at R/4, R/2"]
         for row in self.layers:
             ixt = f"{row.ixt:.4f} ± {row.ixt_stderr:.4f}"
             iyt = f"{row.iyt:.4f} ± {row.iyt_stderr:.4f}"
-            lines.append(f"{row.name:<12}{row.width:>6}   {ixt:>18}   {iyt:>18}")
+            sequence = row.ixt_convergence
+            trend = ""
+            if sequence is not None and len(sequence.values) > 1:
+                trend = ", ".join(f"{v:.4f}" for v in sequence.values[:-1])
+                trend += "" if row.converged else "  (still moving with R)"
+            elif row.repeats == 1 and self.repeats > 1:
+                trend = "(deterministic given X: exact in R)"
+            lines.append(f"{row.name:<12}{row.width:>6}   {ixt:>18}   {iyt:>18}   {trend}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict: the metadata and ``"layers"``, a list of row dicts."""
+        """JSON-ready dict: the metadata and ``"layers"``, a list of row dicts, each with
+        its full R-convergence sequences (``"ixt_convergence"``, ``"iyt_convergence"``)."""
+        def layer_dict(layer: LayerInformation) -> dict:
+            row = layer.to_dict()
+            for key in ("ixt_convergence", "iyt_convergence"):
+                sequence = getattr(layer, key)
+                row[key] = None if sequence is None else sequence.to_dict()
+            return row
+
         return {
             "beta": self.beta,
             "repeats": self.repeats,
             "n_inputs": self.n_inputs,
             "unit": self.unit,
-            "layers": [layer.to_dict() for layer in self.layers],
+            "layers": [layer_dict(layer) for layer in self.layers],
         }
 
     def to_csv(self, path: str | os.PathLike) -> Path:
@@ -254,7 +316,7 @@ def _collapse_deterministic(samples: np.ndarray, beta: float) -> np.ndarray:
 
 
 def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_queries=None, max_centers=None,
-                     batch_size=65536, base=None, rng=None, num_threads=None,
+                     batch_size=65536, base=None, rng=None, num_threads=None, convergence=True,
                      progress=False) -> InformationFlow:
     r""":math:`I(X;T_\ell)` and :math:`I(Y;T_\ell)` for every noisy layer of a model.
 
@@ -311,6 +373,14 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
         reproduces the result exactly.
     num_threads : int, optional
         CPU threads for the estimation kernels (default: all).
+    convergence : bool
+        Also estimate every layer from the first R/2 and R/4 samples of each input
+        (default True; no new forward passes, about 1.5 to 2 times the estimation time)
+        and report the sequences (``LayerInformation.ixt_convergence``, the ``*_r_half``
+        and ``*_r_quarter`` columns of the CSV).  A layer whose estimate moved by more
+        than 3 standard errors at the last halving of R gets an
+        :class:`~infoflow.estimate.RConvergenceWarning` naming it.  The values at R are
+        the same either way.
     progress : bool
         Show a tqdm progress bar over the layers.
 
@@ -318,7 +388,8 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
     -------
     InformationFlow
         One :class:`LayerInformation` per noisy layer, in forward order, with values and
-        Monte Carlo standard errors in nats (or ``base`` units).
+        Monte Carlo standard errors in nats (or ``base`` units) and, with
+        ``convergence``, their R-convergence sequences.
 
     Raises
     ------
@@ -373,7 +444,7 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
         restore()
 
     options = dict(mc_samples=mc_samples, mc_queries=mc_queries, max_centers=max_centers, base=base,
-                   rng=generator, num_threads=num_threads)
+                   rng=generator, num_threads=num_threads, convergence=bool(convergence), warn=False)
     items = samples.items()
     if progress:
         from tqdm import tqdm
@@ -383,8 +454,12 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
     for name, layer_samples in items:
         s = _collapse_deterministic(layer_samples, beta)
         ixt, iyt = layer_information(s, labels, beta, **options)  # one h(T) for both
+        for key, estimate in (("ixt", ixt), ("iyt", iyt)):
+            if estimate.convergence is not None:
+                warn_if_unconverged(key, estimate.convergence, where=f"{name}: ", stacklevel=2)
         rows.append(LayerInformation(name, int(s.shape[2]), float(ixt.value), float(ixt.stderr),
-                                     float(iyt.value), float(iyt.stderr), ixt.unit))
+                                     float(iyt.value), float(iyt.stderr), ixt.unit, int(s.shape[1]),
+                                     ixt.convergence, iyt.convergence))
     return InformationFlow(rows, beta=beta, repeats=n_rep, n_inputs=m, unit=unit_name(base))
 
 
@@ -492,8 +567,9 @@ class InformationPlane:
         weights after e epochs of training.
     n_points : int
         Number of epochs of the default schedule (default 20).
-    repeats, mc_samples, mc_queries, max_centers, num_threads : optional
-        Passed to :func:`information_flow` (R default 8).
+    repeats, mc_samples, mc_queries, max_centers, num_threads, convergence : optional
+        Passed to :func:`information_flow` (R default 8; the R-convergence sequences
+        are recorded by default).
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
         One generator for all records: the same seed and the same sequence of records
         give the same history.
@@ -506,7 +582,8 @@ class InformationPlane:
         The epochs that :meth:`due` answers True for (until recorded).
     history : list of dict
         One row per recorded (epoch, layer): the keys of ``HISTORY_FIELDS``
-        (``epoch, layer, width, ixt, ixt_stderr, iyt, iyt_stderr, unit``).
+        (``epoch, layer, width, ixt, ixt_stderr, iyt, iyt_stderr, unit``, then the
+        R-convergence columns ``CONVERGENCE_FIELDS``).
     n_inputs : int
         m; I(X;T) <= ln m.
     label_entropy : float
@@ -525,7 +602,7 @@ class InformationPlane:
 
     def __init__(self, model, x, y, *, beta=None, epochs=None, max_epoch=None, n_points=20,
                  repeats=8, mc_samples=None, mc_queries=None, max_centers=None, rng=None, progress=False,
-                 num_threads=None):
+                 num_threads=None, convergence=True):
         import torch.nn as nn
 
         if not isinstance(model, nn.Module):
@@ -544,7 +621,7 @@ class InformationPlane:
                             mc_samples=k, mc_queries=queries,
                             max_centers=positive_int(max_centers, "max_centers"),
                             num_threads=positive_int(num_threads, "num_threads"),
-                            progress=bool(progress))
+                            convergence=bool(convergence), progress=bool(progress))
         self._rng = make_rng(rng)
         self._history: list[dict] = []
         self._recorded: set[int] = set()
@@ -575,9 +652,7 @@ class InformationPlane:
         if epoch in self._recorded:
             raise ValueError(f"epoch: {epoch} is already recorded")
         flow = information_flow(self.model, self.x, self.y, self.beta, rng=self._rng, **self.options)
-        self._history.extend({"epoch": epoch, "layer": row.name, "width": row.width, "ixt": row.ixt,
-                              "ixt_stderr": row.ixt_stderr, "iyt": row.iyt, "iyt_stderr": row.iyt_stderr,
-                              "unit": row.unit} for row in flow)
+        self._history.extend(_history_row(epoch, row) for row in flow)
         self._recorded.add(epoch)
         return flow
 
@@ -595,6 +670,7 @@ class InformationPlane:
             "unit": "nats",
             "schedule": list(self.schedule),
             "repeats": self.options["repeats"],
+            "convergence": self.options["convergence"],
             "mc_samples": self.options["mc_samples"],
             "mc_queries": self.options["mc_queries"],
             "max_centers": self.options["max_centers"],
@@ -661,6 +737,13 @@ class InformationPlane:
                                       ixt_max=math.log(self.n_inputs), iyt_max=self.label_entropy)
 
 
+def _history_row(epoch: int, layer: LayerInformation) -> dict:
+    """One row of :attr:`InformationPlane.history`: the ``HISTORY_FIELDS``, in order."""
+    row = {"epoch": epoch, **layer.to_dict()}
+    row["layer"] = row.pop("name")
+    return {key: row[key] for key in HISTORY_FIELDS}
+
+
 def _write_history_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     # The header is written even for an empty history, so the file always states its columns.
     if rows:
@@ -671,23 +754,29 @@ def _write_history_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
 
 
 def _typed_row(row: Mapping[str, Any], path: Path, index: int) -> dict:
-    missing = [key for key in HISTORY_FIELDS if key not in row]
+    # The R-convergence columns are optional, so that histories written before they
+    # existed still load (as None, R unknown = 0, converged True).
+    missing = [key for key in HISTORY_FIELDS if key not in row and key not in CONVERGENCE_FIELDS]
     if missing:
         raise ValueError(f"path: row {index} of {path} lacks the column(s) {missing}")
 
     def number(value) -> float:
         return math.nan if value is None or value == "" else float(value)
 
-    return {
-        "epoch": int(row["epoch"]),
-        "layer": str(row["layer"]),
-        "width": int(row["width"]),
-        "ixt": number(row["ixt"]),
-        "ixt_stderr": number(row["ixt_stderr"]),
-        "iyt": number(row["iyt"]),
-        "iyt_stderr": number(row["iyt_stderr"]),
-        "unit": str(row["unit"]),
-    }
+    def optional(value, kind):
+        return None if value is None or value == "" else kind(float(value))
+
+    typed = {"epoch": int(row["epoch"]), "layer": str(row["layer"]), "width": int(row["width"]),
+             "unit": str(row["unit"]), "repeats": optional(row.get("repeats"), int) or 0,
+             "converged": str(row.get("converged", True)).lower() in ("true", "1")}
+    for key in ("ixt", "ixt_stderr", "iyt", "iyt_stderr"):
+        typed[key] = number(row[key])
+    for key in ("r_half", "r_quarter"):
+        typed[key] = optional(row.get(key), int)
+    for key in CONVERGENCE_FIELDS:
+        if key not in typed:
+            typed[key] = optional(row.get(key), float)
+    return {key: typed[key] for key in HISTORY_FIELDS}
 
 
 # ---------------------------------------------------------------------------------------
