@@ -68,22 +68,39 @@ def default_mc_samples(n: int) -> int:
     return max(1, math.ceil(DEFAULT_MC_QUERIES / n))
 
 
-class _RunningMoments:
-    """Per-batch count, mean and sum of squared deviations, merged chunk by chunk
-    (Chan et al.), so that the variance stays exact however large the mean."""
+class _Moments:
+    """Per-batch count, mean and sum of squared deviations of x (with ``paired``: also
+    of y, and the sum of cross products of the deviations), merged chunk by chunk
+    (Chan et al.), so that the (co)variances stay exact however large the means."""
 
-    def __init__(self, batch: int):
+    def __init__(self, batch: int, paired: bool = False):
         self.count = np.zeros(batch)
         self.mean = np.zeros(batch)
         self.m2 = np.zeros(batch)
+        if paired:
+            self.mean_y = np.zeros(batch)
+            self.m2_y = np.zeros(batch)
+            self.m_xy = np.zeros(batch)
+            self.events = np.zeros(batch)  # how many |x| > _EVENT
 
-    def update(self, b0: int, b1: int, terms: np.ndarray) -> None:
-        k = terms.shape[1]
-        chunk_mean = terms.mean(axis=1)
-        chunk_m2 = ((terms - chunk_mean[:, None]) ** 2).sum(axis=1)
+    def update(self, b0: int, b1: int, x: np.ndarray, y: np.ndarray | None = None) -> None:
+        k = x.shape[1]
+        if k == 0:
+            return
+        chunk_mean = x.mean(axis=1)
+        dev = x - chunk_mean[:, None]
+        chunk_m2 = (dev**2).sum(axis=1)
         n_old = self.count[b0:b1]
         total = n_old + k
         delta = chunk_mean - self.mean[b0:b1]
+        if y is not None:
+            self.events[b0:b1] += (np.abs(x) > _EVENT).sum(axis=1)
+            chunk_mean_y = y.mean(axis=1)
+            dev_y = y - chunk_mean_y[:, None]
+            delta_y = chunk_mean_y - self.mean_y[b0:b1]
+            self.mean_y[b0:b1] += delta_y * k / total
+            self.m2_y[b0:b1] += (dev_y**2).sum(axis=1) + delta_y**2 * n_old * k / total
+            self.m_xy[b0:b1] += (dev * dev_y).sum(axis=1) + delta * delta_y * n_old * k / total
         self.mean[b0:b1] += delta * k / total
         self.m2[b0:b1] += chunk_m2 + delta**2 * n_old * k / total
         self.count[b0:b1] = total
@@ -92,6 +109,91 @@ class _RunningMoments:
         with np.errstate(invalid="ignore", divide="ignore"):
             variance = np.where(self.count > 1, self.m2 / np.maximum(self.count - 1, 1), np.nan)
             return np.sqrt(variance / self.count)
+
+
+# Control variate.  C_r = |z_r|^2/2 - d/2 - ln(w_J/W) - H_w has mean exactly 0: the first
+# part is -ln phi_beta(beta z_r) - h_Z for any centre, and with weights J is drawn with
+# probability p_J = w_J/W, so E[-ln p_J] = H_w (equal weights: the bracket is 0).  For
+# well separated components T_r = C_r + h_Z + H_w exactly, so T - bC with b near 1 removes
+# most of the variance.  b is cross-fitted: the queries are split by the parity of their
+# index r (within the mixture, in the drawn order: whatever the chunking), and each half
+# is corrected with the b fitted on the other half.  b_B depends only on half B's draws,
+# and for r in half A, C_r has mean 0 given those (z_r is independent of them; with
+# weights J_r too), in every design: each correction b_B * C_r has mean exactly 0 and the
+# estimate stays exactly unbiased (an in-sample b would add an O(1/N) bias).  The moments
+# are kept of D = T - C and C, the same information as T and C (T = D + C) without the
+# cancellation that would otherwise swamp the tiny residual variance of separated
+# components.
+#
+# Each half needs _MIN_HALF queries: b from m queries is a ratio whose denominator M2_CC
+# has a positive density near 0, so E|b| is infinite for m = 2 (the estimate would have no
+# mean, let alone an unbiased one) and E[b^2] for m = 3 (infinite variance).  With fewer
+# than 2 * _MIN_HALF queries the plain estimator is used.
+_MIN_HALF = 4
+# |D| above which a query counts as a rare event in the continuity correction of the stderr:
+# its own component's posterior below 0.7, a query past about the midpoint to another
+# component.  (A lower threshold counts the many shallow queries whose |D| is small and
+# misses that the variance comes from the deeper ones.)
+_EVENT = 0.35
+# The rounding allowance in the stderr, in units in the last place of the value.
+_ROUNDING_ULPS = 8
+
+
+def _control_variate(noise: np.ndarray, owner: np.ndarray, log_p: np.ndarray | None, h_w: np.ndarray | None,
+                     b0: int, b1: int) -> np.ndarray:
+    """C_r (float64, shape (b1 - b0, queries)) for the chunk's standard normal ``noise``."""
+    d = noise.shape[-1]
+    cv = 0.5 * np.einsum("brd,brd->br", noise, noise, dtype=np.float64) - 0.5 * d
+    if log_p is not None:
+        rows = log_p[b0:b1]
+        picked = rows[:, owner] if owner.ndim == 1 else np.take_along_axis(rows, owner, axis=1)
+        cv -= picked + h_w[b0:b1, None]
+    return cv
+
+
+def _log_proportions(weights: np.ndarray, log_total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ln(w_j / W) (-inf for a zero weight, never drawn) and H_w = -sum_j (w_j/W) ln(w_j/W), per batch row."""
+    w = weights.astype(np.float64)
+    with np.errstate(divide="ignore"):
+        log_p = np.log(w) - log_total[:, None]
+    positive = w > 0
+    terms = np.zeros_like(log_p)
+    terms[positive] = np.exp(log_p[positive]) * log_p[positive]
+    return log_p, -terms.sum(axis=1)
+
+
+def _cross_fitted(halves: tuple[_Moments, _Moments]) -> tuple[np.ndarray, np.ndarray]:
+    """Estimate and stderr from the moments of (D, C) of the two halves (see above).
+
+    With b_h = M2_TC / M2_CC of half h (0 when M2_CC = 0 or fewer than 2 queries), half
+    h's estimate is mean_T - b mean_C with b from the other half, and its variance
+    (M2_TT - 2b M2_TC + b^2 M2_CC) / (N_h - 1); in terms of D = T - C and a = 1 - b:
+    mean_D + a mean_C and (M2_DD + 2a M2_DC + a^2 M2_CC) / (N_h - 1).
+
+    The variance counts one rare event more than the half saw (a continuity correction,
+    as for a Poisson count): D = ln P(J | q) is 0 for almost every query of separated
+    components and of order ln 2 or more for the rare query that lands near another
+    component (ln 2 at the midpoint of two equal ones).  When such events are rare the
+    sample variance misses them most of the time, and the stderr would be far too small
+    (coverage of +-1.96 stderr measured 0.07 for components 8 beta apart, N = 2048).  So
+    with k >= 1 queries with |D| > 0.35 the residual sum of squares is scaled by
+    (k + 1) / k (next to nothing where, as in dense clusters, every query is one), and with
+    none it gets one residual of ln 2."""
+    one_minus_b = []
+    for half in halves:
+        fitted = (half.count > 1) & (half.m2_y > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            one_minus_b.append(np.where(fitted, -half.m_xy / np.where(fitted, half.m2_y, 1.0), 1.0))
+    total = halves[0].count + halves[1].count
+    value = np.zeros_like(total)
+    spread = np.zeros_like(total)
+    for half, a in zip(halves, one_minus_b[::-1]):
+        value += half.count * (half.mean + a * half.mean_y)
+        residual = half.m2 + 2.0 * a * half.m_xy + a * a * half.m2_y
+        seen = half.events
+        residual = np.where(seen > 0, residual * (seen + 1) / np.maximum(seen, 1), residual + math.log(2.0) ** 2)
+        spread += half.count * residual / (half.count - 1)
+    return value / total, np.sqrt(spread) / total
 
 
 def _chunks(batch: int, rows: int, dim: int):
@@ -183,17 +285,35 @@ def _query_plan(n: int, weights: np.ndarray | None, k: int | None, n_queries: in
 
 def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = None, k: int | None = None,
                  n_queries: int | None = None, generator: np.random.Generator, num_threads=None,
-                 progress: bool = False, centres_ordered: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 progress: bool = False, centres_ordered: bool = False,
+                 control_variate: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo entropies (nats) and standard errors of a validated (batch, n, d) stack
     of mixtures, one value per batch row: the engine of :func:`mixture_entropy`, for
     callers that have validated their arrays already.  ``weights`` (batch, n) validated,
     ``k`` draws per centre or ``n_queries`` queries per mixture (default about 65536);
-    ``centres_ordered``: see :func:`infoflow._backend.log_density_3d`."""
+    ``centres_ordered``: see :func:`infoflow._backend.log_density_3d`.
+
+    ``control_variate`` (default): the mean of T_r = -ln g(q_r) corrected by the
+    cross-fitted control variate C_r = |z_r|^2/2 - d/2 - ln(w_J/W) - H_w (mean 0), exactly
+    unbiased; the stderr (Monte Carlo error only) is that of the corrected terms, slightly
+    conservative for the stratified design.  With fewer than 8 queries, or False: the plain
+    mean of the T_r and sd/sqrt(N) (NaN for N = 1).  Both use the same draws.  Caveats on
+    the stderr: see the Notes of :func:`mixture_entropy`."""
     batch, n, d = c3.shape
     host_weights = None if weights is None else _backend.to_numpy(weights.data)
     plan = _query_plan(n, host_weights, k, n_queries, generator, batch)
-    log_total = 0.5 * d * math.log(2.0 * math.pi * beta * beta) + log_total_weight(weights, n)
-    moments = _RunningMoments(batch)
+    log_weight = log_total_weight(weights, n)
+    log_total = 0.5 * d * math.log(2.0 * math.pi * beta * beta) + log_weight
+    plain = not control_variate or plan.count < 2 * _MIN_HALF
+    if plain:
+        moments = _Moments(batch)
+    else:
+        halves = (_Moments(batch, paired=True), _Moments(batch, paired=True))  # even and odd query index r
+        log_p, h_w = (None, None) if host_weights is None else _log_proportions(host_weights, log_weight)
+        # T - C = h_Z + H_w + ln P(J | q): the moments are kept of the last term, which is
+        # 0 for a query deep inside its own component (see _cross_fitted).
+        baseline = 0.5 * d * math.log(2.0 * math.pi * math.e * beta * beta) + (
+            np.full(batch, math.log(n)) if h_w is None else h_w)
     chunks = list(_chunks(batch, plan.count, d))
     if progress and len(chunks) > 1:
         from tqdm.auto import tqdm
@@ -214,12 +334,28 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
             queries, centres_block, beta, num_threads, weights=block_weights, near_centre=hint,
             centres_ordered=centres_ordered))
         normaliser = log_total if np.isscalar(log_total) else log_total[b0:b1, None]
-        moments.update(b0, b1, normaliser - lse.astype(np.float64))  # -log g at each query
-    return moments.mean, moments.standard_error()
+        terms = normaliser - lse.astype(np.float64)  # -log g at each query
+        if plain:
+            moments.update(b0, b1, terms)
+            continue
+        cv = _control_variate(noise, owner, log_p, h_w, b0, b1)
+        residual = terms - cv - baseline[b0:b1, None]
+        for parity, half in enumerate(halves):
+            cols = slice((parity - r0) % 2, None, 2)  # global query index r = r0 + column
+            half.update(b0, b1, residual[:, cols], cv[:, cols])
+    if plain:
+        value, stderr = moments.mean, moments.standard_error()
+    else:
+        value, stderr = _cross_fitted(halves)
+        value = value + baseline
+    # The stderr also allows for the rounding of the value (the kernel's dtype), which
+    # matters only where the Monte Carlo error all but vanishes (identical centres).
+    rounding = _ROUNDING_ULPS * np.finfo(c3.dtype).eps * np.maximum(np.abs(value), 1.0)
+    return value, np.hypot(stderr, rounding)
 
 
 def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=None, base=None, rng=None,
-                    num_threads=None, progress=False) -> Estimate:
+                    num_threads=None, progress=False, control_variate=True) -> Estimate:
     r"""Monte Carlo estimate of :math:`h(\hat P_S * \mathcal N(0, \beta^2 I))` with its standard error.
 
     With centres :math:`s_1..s_n`, weights :math:`w_j` (all 1 by default, :math:`W = \sum_j
@@ -235,6 +371,18 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     (equal weights, :math:`N = nK`), a uniform random subset of N distinct centres (equal
     weights, more centres than queries), or N independent draws with probability
     :math:`w_j / W` (weighted).
+
+    By default the mean is corrected by a control variate of known mean 0,
+
+    .. math:: C_r = \tfrac12 \lVert z_r \rVert^2 - \tfrac d2 - \ln\frac{w_{J_r}}{W} - H_w,
+              \qquad H_w = -\sum_j \frac{w_j}{W} \ln\frac{w_j}{W}
+
+    (the last two terms cancel for equal weights): :math:`\hat h = \frac1N \sum_r (T_r -
+    b\,C_r)` with :math:`T_r = -\log g(q_r)`.  For well separated components :math:`T_r =
+    C_r + h_Z + H_w` exactly, so with :math:`b \approx 1` the error all but vanishes; where
+    components overlap it shrinks less.  The coefficient is cross-fitted: the queries of even
+    and of odd index form two halves, each corrected with the least-squares :math:`b`
+    fitted on the other half, which keeps the estimate exactly unbiased.
 
     Parameters
     ----------
@@ -264,15 +412,22 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
         CPU threads for the kernel (default: all).
     progress : bool
         Show a tqdm progress bar over the kernel calls.
+    control_variate : bool
+        Use the control variate (default).  False gives the plain mean of the
+        :math:`T_r` from the same draws, for comparison.
 
     Returns
     -------
     Estimate
         ``.value`` and ``.stderr`` in nats (or ``base`` units): floats for 2-D input,
-        arrays of the batch shape otherwise.  The standard error is the sample standard
-        deviation of the N terms over sqrt(N): exact for independent draws, slightly
-        overstated when each centre is used exactly K times or at most once (a
-        stratified design has less variance).  It is NaN when N = 1.
+        arrays of the batch shape otherwise.  The value is an unbiased estimate of the
+        mixture's entropy.  The standard error covers the Monte Carlo error only: the
+        sample standard deviation of the terms (:math:`T_r - bC_r`, each half with its own
+        b and mean; :math:`T_r` without the control variate or with N < 8) over sqrt(N):
+        exact for independent draws, slightly overstated when each centre is used
+        exactly K times or at most once (a stratified design has less variance).  It is
+        NaN when N = 1.  With the control variate it also counts one rare event more
+        than the draws saw, see Notes.
 
     See Also
     --------
@@ -285,6 +440,21 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     :math:`2d(2+\beta^2)/(\beta^2 N)`.  This measures the Monte Carlo error only: the
     plug-in error of using n samples of S instead of its law is
     :math:`O((\log n)^{d/4}/\sqrt n)` and is not included in ``stderr``.
+
+    With the control variate the residual :math:`T_r - C_r - h_Z - H_w = \ln P(J_r \mid
+    q_r) \le 0` is the log posterior of the query's own component.  When components are a
+    few to ~12 beta apart it is 0 for almost every query and large for the rare query that
+    lands near another component, and the sample variance misses such rare events most of
+    the time.  The stderr therefore counts one event more than it saw (with k queries
+    where :math:`|\ln P(J \mid q)| > 0.35` the residual variance is scaled by
+    :math:`(k+1)/k`; with none, one residual of ln 2 is added), so that it does not claim
+    a precision the draws cannot show (it also allows 8 units in the last place of the
+    value for rounding): where components are fully separated it is about
+    :math:`\sqrt2 \ln 2 / N` (1.5e-5 nats for N = 65536, against 0.009 without the
+    control variate at d = 10), and its coverage of ±1.96 stderr measured 0.94 or more
+    for 8 components 4, 8 and 12 beta apart in 1-D (400 runs each).  Components about
+    6 beta apart with N in the thousands remain a weak spot: the residual's tail is heavier
+    there, and the coverage measured 0.86 (1.0 with N = 64).
     """
     c = float_array(centers, "centers")
     w = centre_weights(weights, c)
@@ -299,7 +469,7 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     c3 = _backend.reshape_3d(c, batch, n, d)
     w2 = None if w is None else FloatArray(w.data.reshape(batch, n), w.kind, w.device, w.dtype, (batch, n))
     value, stderr = entropy_nats(c3, beta, weights=w2, k=k, n_queries=n_queries, generator=generator,
-                                 num_threads=threads, progress=progress)
+                                 num_threads=threads, progress=progress, control_variate=bool(control_variate))
     return Estimate(as_result(value.reshape(batch_shape) / log_base),
                     as_result(stderr.reshape(batch_shape) / log_base), unit_name(base))
 

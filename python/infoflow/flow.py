@@ -538,9 +538,20 @@ def _explicit_epochs(epochs) -> list[int]:
 # InformationPlane
 # ---------------------------------------------------------------------------------------
 
+def _input_entropy(x) -> float:
+    """H(X) in nats for X uniform over the rows of ``x``: ln m when the rows are distinct,
+    less when some repeat (inputs drawn with replacement).  It bounds I(X;T), since T
+    depends on an input only through its value."""
+    rows = x.detach().cpu().numpy() if hasattr(x, "detach") else np.asarray(x)
+    return _entropy_of_counts(np.unique(rows.reshape(len(rows), -1), axis=0, return_counts=True)[1])
+
+
 def _label_entropy(labels: np.ndarray) -> float:
     """H(Y) in nats of the empirical label distribution."""
-    _, counts = np.unique(labels, return_counts=True)
+    return _entropy_of_counts(np.unique(labels, return_counts=True)[1])
+
+
+def _entropy_of_counts(counts: np.ndarray) -> float:
     p = counts / counts.sum()
     return float(-(p * np.log(p)).sum())
 
@@ -585,7 +596,10 @@ class InformationPlane:
         (``epoch, layer, width, ixt, ixt_stderr, iyt, iyt_stderr, unit``, then the
         R-convergence columns ``CONVERGENCE_FIELDS``).
     n_inputs : int
-        m; I(X;T) <= ln m.
+        m, the rows of ``x``.
+    input_entropy : float
+        H(X) in nats, the upper bound of I(X;T): ln m when the rows of ``x`` are
+        distinct, less when some repeat.
     label_entropy : float
         H(Y) in nats, the upper bound of I(Y;T).
 
@@ -616,6 +630,7 @@ class InformationPlane:
         self.schedule = _explicit_epochs(epochs) if epochs is not None else log_spaced_epochs(max_epoch, n_points)
         self.model, self.x, self.y = model, x, labels
         self.label_entropy = _label_entropy(labels)
+        self.input_entropy = _input_entropy(x)
         k, queries = monte_carlo_budget(mc_samples, mc_queries)
         self.options = dict(repeats=positive_int(repeats, "repeats", allow_none=False),
                             mc_samples=k, mc_queries=queries,
@@ -661,11 +676,12 @@ class InformationPlane:
         return self.record(epoch) if self.due(epoch) else None
 
     def to_dict(self) -> dict:
-        """JSON-ready dict: settings, ``ln_m``, ``label_entropy`` and ``history``."""
+        """JSON-ready dict: settings, ``ln_m``, ``input_entropy``, ``label_entropy`` and ``history``."""
         return {
             "beta": self.beta,
             "n_inputs": self.n_inputs,
             "ln_m": math.log(self.n_inputs),
+            "input_entropy": self.input_entropy,
             "label_entropy": self.label_entropy,
             "unit": "nats",
             "schedule": list(self.schedule),
@@ -732,9 +748,9 @@ class InformationPlane:
         return [_typed_row(row, path, i) for i, row in enumerate(raw)]
 
     def plot(self, path: str | os.PathLike, *, title: str | None = None) -> Path:
-        """Draw the history with :func:`plot_information_plane`, with ln m and H(Y) marked."""
+        """Draw the history with :func:`plot_information_plane`, with H(X) and H(Y) marked."""
         return plot_information_plane(self._history, path, title=title,
-                                      ixt_max=math.log(self.n_inputs), iyt_max=self.label_entropy)
+                                      ixt_max=self.input_entropy, iyt_max=self.label_entropy)
 
 
 def _history_row(epoch: int, layer: LayerInformation) -> dict:
@@ -829,7 +845,8 @@ def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=N
     title : str, optional
         Figure title.
     ixt_max, iyt_max : float, optional
-        Upper bounds to draw as dashed lines, in the history's unit: ln m for I(X;T) and
+        Upper bounds to draw as dashed lines, in the history's unit: H(X) (ln m for m
+        distinct inputs) for I(X;T) and
         H(Y) for I(Y;T).
 
     Returns
@@ -860,7 +877,7 @@ def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=N
     plane = fig.add_subplot(grid[1, :])
 
     for column, (key, symbol, bound, bound_name) in enumerate(
-            (("ixt", "I(X;T)", ixt_max, "ln m"), ("iyt", "I(Y;T)", iyt_max, "H(Y)"))):
+            (("ixt", "I(X;T)", ixt_max, "H(X)"), ("iyt", "I(Y;T)", iyt_max, "H(Y)"))):
         ax = axes[0, column]
         for index, (name, data) in enumerate(layers.items()):
             color = colors(index % 10)
@@ -891,7 +908,7 @@ def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=N
                               label=f"{name} (d={data['width']})"))
     if ixt_max is not None:
         plane.axvline(ixt_max, color="0.3", linestyle="--", linewidth=1)
-        handles.append(Line2D([], [], color="0.3", linestyle="--", label="ln m / H(Y) bounds"))
+        handles.append(Line2D([], [], color="0.3", linestyle="--", label="H(X) / H(Y) bounds"))
     if iyt_max is not None:
         plane.axhline(iyt_max, color="0.3", linestyle="--", linewidth=1)
     plane.set_xlabel(f"I(X;T) [{unit}]")

@@ -30,6 +30,7 @@ import argparse
 import math
 import platform
 import time
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,10 @@ from typing import Callable
 import numpy as np
 
 from .._output import output_dir, stoppable, write_csv, write_json
+from ..estimate import RConvergenceWarning
 
-__all__ = ["run", "add_arguments", "split_dataset", "Trainer", "run_training", "torch_threads", "WIDTHS"]
+__all__ = ["run", "add_arguments", "split_dataset", "Trainer", "run_training", "torch_threads", "WIDTHS",
+           "PROTOCOLS", "official_schedule", "official_inputs", "run_seeds"]
 
 #: The paper's architecture for the 12-bit task: input, 5 noisy hidden layers, 2 logits.
 WIDTHS = (12, 10, 7, 5, 4, 3, 2)
@@ -51,14 +54,55 @@ DEFAULT_EPOCHS = 10000
 DEFAULT_REPEATS = 8
 DEFAULT_POINTS = 16
 
-# Independent random streams derived from the one seed (numpy SeedSequence children).
-_STREAMS = ("split", "shuffle", "eval-noise", "estimates")
+# Independent random streams derived from the one seed (numpy SeedSequence children;
+# new names go at the end, so that the earlier streams stay what they were).
+_STREAMS = ("split", "shuffle", "eval-noise", "estimates", "inputs")
+
+#: The protocols of ``infoflow reproduce szt --protocol``: ours (all 4096 distinct inputs)
+#: and that of the paper's code (kgreenewald/smoothMI).
+PROTOCOLS = ("ours", "official")
+#: The official protocol's R (replicas per input) and last epoch.
+OFFICIAL_REPEATS = 1000
+OFFICIAL_LAST_EPOCH = 9999
+#: The official protocol's Monte Carlo queries per entropy.  At R = 1000 the early,
+#: untrained layers are one dense cloud (about half of the 4.1 million samples of the last
+#: layer lie within 10 beta of any query), so the exact sum costs n per query: 8192
+#: queries keep an estimate to about a minute on 2 cores, for a stderr of about 0.01 nats.
+OFFICIAL_MC_QUERIES = 8192
 
 
-def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:
+def official_schedule(last_epoch: int = OFFICIAL_LAST_EPOCH) -> list[int]:
+    """The paper's code's estimate epochs: ``unique(round(logspace(0, log10(9999), 100)))``
+    (84 epochs from 1 to 9999), those up to ``last_epoch``."""
+    epochs = np.unique(np.round(np.logspace(0, np.log10(OFFICIAL_LAST_EPOCH), 100)).astype(int))
+    return [int(e) for e in epochs if e <= last_epoch]
+
+
+def official_inputs(m: int, seed_sequence: np.random.SeedSequence) -> np.ndarray:
+    """The official protocol's inputs: m indices drawn uniformly *with replacement* from
+    the m patterns (``uniform_sample`` of the paper's code), so about 63 % are distinct
+    (2590 of 4096 on average) and X is uniform over the draws, repeats included."""
+    return np.random.default_rng(seed_sequence).integers(0, m, size=m)
+
+
+def seed_streams(seed: int | np.random.SeedSequence) -> dict[str, np.random.SeedSequence]:
     """Named, independent SeedSequences derived from ``seed`` (one per use)."""
-    children = np.random.SeedSequence(seed).spawn(len(_STREAMS))
-    return dict(zip(_STREAMS, children))
+    root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    return dict(zip(_STREAMS, root.spawn(len(_STREAMS))))
+
+
+def run_seeds(seed: int, count: int) -> list[tuple[np.random.SeedSequence, int]]:
+    """The (root SeedSequence, torch seed) of each of ``count`` runs from one ``seed``.
+
+    Run 0 is the single run of ``seed`` itself (``SeedSequence(seed)`` and
+    ``torch.manual_seed(seed)``), so ``--seeds 4`` includes the default run; run i >= 1
+    is ``SeedSequence([seed, i])``, an independent stream, with a torch seed drawn from it.
+    """
+    runs = [(np.random.SeedSequence(seed), int(seed))]
+    for i in range(1, count):
+        root = np.random.SeedSequence([seed, i])
+        runs.append((root, _torch_seed(root)))
+    return runs
 
 
 def _torch_seed(sequence: np.random.SeedSequence) -> int:
@@ -242,14 +286,15 @@ def _check_options(epochs, beta, activation, repeats, n_points, lr, batch_size) 
 
 def _summary(history, training, config) -> str:
     """A few lines: training outcome and, per layer, I(X;T) at the start, peak and end."""
-    lines = [f"szt: {config['epochs_completed']} of {config['epochs']} epochs"
-             f"{' (interrupted)' if config['interrupted'] else ''} in {config['seconds']:.0f} s"]
+    lines = [f"szt ({config['protocol']} protocol, seed {config['seed_label']}): {config['epochs_completed']} of "
+             f"{config['epochs']} epochs{' (interrupted)' if config['interrupted'] else ''} "
+             f"in {config['seconds']:.0f} s"]
     if training:
         last = training[-1]
         lines.append(f"  epoch {last['epoch']}: train accuracy {last['train_accuracy']:.3f}, "
                      f"test accuracy {last['test_accuracy']:.3f}, test loss {last['test_loss']:.4f} nats")
     if history:
-        lines.append(f"  I(X;T) [nats] (ln 4096 = {math.log(4096):.3f}): first -> peak (epoch) -> last;"
+        lines.append(f"  I(X;T) [nats] (H(X) = {config['input_entropy']:.3f}): first -> peak (epoch) -> last;"
                      "  I(Y;T) last")
         layers = list(dict.fromkeys(row["layer"] for row in history))
         for name in layers:
@@ -257,43 +302,79 @@ def _summary(history, training, config) -> str:
             peak = max(rows, key=lambda r: r["ixt"])
             lines.append(f"  {name:<8} {rows[0]['ixt']:6.3f} -> {peak['ixt']:6.3f} ({peak['epoch']:>5}) -> "
                          f"{rows[-1]['ixt']:6.3f}   I(Y;T) {rows[-1]['iyt']:.3f}")
+        moving = sum(not row["converged"] for row in history)
+        if moving:
+            lines.append(f"  R-convergence: {moving} of {len(history)} estimates moved by more than 3 standard "
+                         f"errors between R/2 and R = {config['repeats']} (columns ixt_r_half, ixt_r_quarter): "
+                         "there, the values at R are upper estimates of I(X;T)")
     return "\n".join(lines)
 
 
-def run(out_dir, *, epochs=DEFAULT_EPOCHS, beta=0.005, activation="tanh", repeats=DEFAULT_REPEATS,
-        n_points=DEFAULT_POINTS, lr=4e-4, batch_size=256, max_centers=None, mc_samples=None, seed=0,
-        progress=True, num_threads=None) -> dict:
-    """Train the noisy SZT network and record its information plane.
+def _protocol_settings(protocol, epochs, repeats, n_points, mc_samples, mc_queries) -> tuple:
+    """(epochs, repeats, n_points, mc_queries) with the protocol's defaults filled in;
+    n_points is None for the official protocol, whose epochs are fixed."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"protocol: expected one of {PROTOCOLS}, got {protocol!r}")
+    if protocol == "official":
+        if n_points is not None:
+            raise ValueError("n_points: the official protocol estimates at its own 84 epochs "
+                             "(unique(round(logspace(0, log10(9999), 100)))); leave n_points out")
+        queries = OFFICIAL_MC_QUERIES if mc_queries is None and mc_samples is None else mc_queries
+        return (OFFICIAL_LAST_EPOCH if epochs is None else epochs,
+                OFFICIAL_REPEATS if repeats is None else repeats, None, queries)
+    return (DEFAULT_EPOCHS if epochs is None else epochs, DEFAULT_REPEATS if repeats is None else repeats,
+            DEFAULT_POINTS if n_points is None else n_points, mc_queries)
+
+
+def run(out_dir, *, protocol="ours", seeds=1, epochs=None, beta=0.005, activation="tanh", repeats=None,
+        n_points=None, lr=4e-4, batch_size=256, max_centers=None, mc_samples=None, mc_queries=None, seed=0,
+        convergence=True, progress=True, num_threads=None) -> dict:
+    """Train the noisy SZT network and record its information plane, for one or more seeds.
 
     Parameters
     ----------
     out_dir : str or path
-        Output folder (created).
-    epochs : int
-        Training epochs (default 10,000, the paper's; about 2 minutes in all on 2 idle CPU
-        cores, ~50 s of it training).
+        Output folder (created).  With ``seeds > 1`` each run writes into
+        ``seed_<i>/`` and the aggregate over the seeds goes to ``out_dir`` itself.
+    protocol : {"ours", "official"}
+        ``"ours"`` (default): X uniform over all 4096 distinct patterns, R = 8,
+        16 log-spaced estimate epochs from 0 to 10,000.  ``"official"``: the protocol of
+        the paper's code (kgreenewald/smoothMI): 4096 inputs drawn uniformly with
+        replacement from the patterns (about 2590 distinct, H(X) about 7.74 nats), R =
+        1000, and the 84 estimate epochs ``unique(round(logspace(0, log10(9999), 100)))``.
+        Training is the same in both.
+    seeds : int
+        Number of independent runs (default 1).  Run 0 is the run of ``seed`` itself;
+        run i >= 1 uses the independent stream ``SeedSequence([seed, i])``
+        (:func:`run_seeds`).  Their mean and spread per layer and epoch are written as
+        ``szt_seeds.csv``/``.json`` and drawn in ``szt_seeds.png``.
+    epochs : int, optional
+        Training epochs (default 10,000, the paper's; 9999 for the official protocol).
     beta : float
         Noise std of every hidden layer, in activation units (default 0.005).
     activation : {"tanh", "relu"}
         Hidden activation (default tanh).
-    repeats : int
-        R, samples per input for the conditional entropies (default 8).  Small R biases
-        I(X;T) of layers after the first upward (the conditional entropies are plug-in
-        estimates from R points); the bias shrinks slowly with R (e.g. the last layer of
-        a trained net: 4.0, 3.8, 3.7 nats at R = 8, 16, 32) and shifts whole curves
-        rather than changing their shape.
-    n_points : int
-        Number of log-spaced epochs (0 and ``epochs`` included) at which the information
-        is estimated (default 16).
+    repeats : int, optional
+        R, samples per input for the conditional entropies (default 8; 1000 for the
+        official protocol).  Small R biases I(X;T) of the layers after the first upward
+        (the conditional entropies are plug-in estimates from R points); every estimate
+        also carries its values at R/2 and R/4 (``convergence``) to show how far.
+    n_points : int, optional
+        Number of log-spaced epochs (0 and ``epochs`` included) with estimates (default
+        16; not for the official protocol).
     lr, batch_size : float, int
         Adam learning rate (4e-4) and minibatch size (256).
-    max_centers, mc_samples : int, optional
+    max_centers, mc_samples, mc_queries : int, optional
         Estimator options (see :func:`infoflow.flow.information_flow`); default: all
-        centres (a subset biases h(T) down) and about 65536 queries per entropy.
+        centres (a subset biases h(T) down) and 65536 Monte Carlo queries per entropy
+        (8192 for the official protocol, see :data:`OFFICIAL_MC_QUERIES`).
     seed : int
-        Seeds everything: ``torch.manual_seed(seed)`` (initial weights, training noise),
-        and independent streams derived from it for the split, the minibatch order, the
-        evaluation noise and the estimates.
+        Seeds everything: ``torch.manual_seed`` (initial weights, training noise), and
+        independent streams derived from it for the split, the minibatch order, the
+        evaluation noise, the estimates and the official protocol's inputs.
+    convergence : bool
+        Record the R-convergence sequences (default True; about 1.5 to 2 times the
+        estimation time).
     progress : bool
         Show a progress bar over the epochs.
     num_threads : int, optional
@@ -305,63 +386,101 @@ def run(out_dir, *, epochs=DEFAULT_EPOCHS, beta=0.005, activation="tanh", repeat
     -------
     dict
         ``history`` (information rows), ``training`` (loss/accuracy rows), ``config``,
-        ``files`` (written paths) and ``interrupted`` (True after Ctrl-C).
+        ``files`` (written paths) and ``interrupted`` (True after Ctrl-C); with
+        ``seeds > 1`` those of every run under ``runs`` and ``history``/``files``
+        of the aggregate.
     """
     from .._intake import positive_int
 
-    _check_options(epochs, beta, activation, repeats, n_points, lr, batch_size)
+    epochs, repeats, n_points, mc_queries = _protocol_settings(protocol, epochs, repeats, n_points, mc_samples,
+                                                               mc_queries)
+    _check_options(epochs, beta, activation, repeats, n_points or 1, lr, batch_size)
+    count = positive_int(seeds, "seeds", allow_none=False)
     if num_threads is not None:
         positive_int(num_threads, "num_threads")
     out = output_dir(out_dir)
+    options = dict(protocol=protocol, epochs=int(epochs), beta=beta, activation=activation, repeats=repeats,
+                   n_points=n_points, lr=lr, batch_size=batch_size, max_centers=max_centers,
+                   mc_samples=mc_samples, mc_queries=mc_queries, convergence=bool(convergence), progress=progress,
+                   num_threads=num_threads)
+    runs = run_seeds(seed, count)  # validates seed (a SeedSequence needs an integer >= 0)
     with torch_threads(num_threads) as kernel_threads:
-        return _run(out, epochs=int(epochs), beta=beta, activation=activation, repeats=repeats,
-                    n_points=n_points, lr=lr, batch_size=batch_size, max_centers=max_centers,
-                    mc_samples=mc_samples, seed=seed, progress=progress, num_threads=num_threads,
-                    kernel_threads=kernel_threads)
+        if count == 1:
+            return _run(out, root=runs[0][0], torch_seed=runs[0][1], seed_label=str(seed),
+                        kernel_threads=kernel_threads, **options)
+        results = []
+        for i, (root, torch_seed) in enumerate(runs):
+            result = _run(output_dir(out / f"seed_{i}"), root=root, torch_seed=torch_seed,
+                          seed_label=f"{seed} run {i}", kernel_threads=kernel_threads, **options)
+            results.append(result)
+            if result["interrupted"]:
+                break
+    from .seeds import write_seed_aggregate
+
+    return write_seed_aggregate(out, "szt", results, title=_title(results[0]["config"], len(results)))
 
 
-def _run(out: Path, *, epochs, beta, activation, repeats, n_points, lr, batch_size, max_centers, mc_samples,
-         seed, progress, num_threads, kernel_threads) -> dict:
+def _title(config: dict, n_seeds: int) -> str:
+    """The figure title: network, protocol, beta, inputs, R, epochs, seeds."""
+    seeds = f"{n_seeds} seeds" if n_seeds > 1 else f"seed {config['seed_label']}"
+    return (f"SZT 12-10-7-5-4-3-2 {config['activation']}, {config['protocol']} protocol: beta = {config['beta']:g}, "
+            f"m = {config['n_inputs']} inputs ({config['n_distinct_inputs']} distinct), R = {config['repeats']}, "
+            f"{config['epochs_completed']} epochs, {seeds}")
+
+
+def _run(out: Path, *, protocol, epochs, beta, activation, repeats, n_points, lr, batch_size, max_centers,
+         mc_samples, mc_queries, convergence, progress, num_threads, kernel_threads, root, torch_seed, seed_label) -> dict:
     import torch
 
     from ..datasets import szt
     from ..flow import InformationPlane
+
     from ..nn import NoisyMLP
 
     started = time.perf_counter()
     x, y = szt()
-    streams = seed_streams(seed)
+    streams = seed_streams(root)
     split = split_dataset(x, y, streams["split"])
-    torch.manual_seed(seed)
+    # X for the estimates: all patterns once (ours), or drawn with replacement (official).
+    inputs = official_inputs(len(x), streams["inputs"]) if protocol == "official" else np.arange(len(x))
+    torch.manual_seed(torch_seed)
     model = NoisyMLP(WIDTHS, activation=activation, beta=beta)
     trainer = Trainer(model, split, lr=lr, batch_size=batch_size, streams=streams)
-    plane = InformationPlane(model, x, y, max_epoch=epochs, n_points=n_points, repeats=repeats,
-                             mc_samples=mc_samples, max_centers=max_centers,
-                             rng=np.random.default_rng(streams["estimates"]), num_threads=kernel_threads)
+    schedule = dict(epochs=official_schedule(epochs)) if protocol == "official" else dict(max_epoch=epochs,
+                                                                                         n_points=n_points)
+    plane = InformationPlane(model, x[inputs], y[inputs], repeats=repeats, mc_samples=mc_samples,
+                             mc_queries=mc_queries, max_centers=max_centers, rng=np.random.default_rng(streams["estimates"]),
+                             num_threads=kernel_threads, convergence=convergence, **schedule)
     training: list[dict] = []
 
     def at_epoch(epoch: int) -> str | None:
         if not plane.due(epoch):
             return None
         metrics = trainer.evaluate()
-        flow = plane.record(epoch)
+        with warnings.catch_warnings():
+            # Unconverged R-sequences are counted in the summary and flagged in the data
+            # (column "converged"), rather than printed once per layer and epoch.
+            warnings.simplefilter("ignore", RConvergenceWarning)
+            flow = plane.record(epoch)
         # Appended after the record: an interrupted record leaves both tables consistent.
         training.append({"epoch": epoch, **metrics})
         return (f"| epoch {epoch}: test acc {metrics['test_accuracy']:.3f}, "
                 f"I(X;T_last) {flow[-1].ixt:.2f} nats")
 
     with stoppable("szt") as stopped:
-        run_training(trainer, epochs, at_epoch, progress=progress, desc="szt training")
+        run_training(trainer, max(plane.schedule, default=0), at_epoch, progress=progress, desc="szt training")
 
     config = {
-        "experiment": "szt", "widths": list(WIDTHS), "activation": activation, "beta": beta,
-        "epochs": epochs, "epochs_completed": trainer.epochs_done, "interrupted": stopped[0],
-        "repeats": repeats, "n_points": n_points, "schedule": plane.schedule,
-        "recorded_epochs": plane.recorded_epochs, "lr": lr, "batch_size": batch_size,
-        "max_centers": max_centers, "mc_samples": mc_samples, "seed": seed, "num_threads": num_threads,
-        "torch_threads": torch.get_num_threads(), "estimator_threads": kernel_threads,
-        "n_inputs": int(x.shape[0]), "n_train": int(split.x_train.shape[0]),
-        "n_test": int(split.x_test.shape[0]), "ln_m": math.log(x.shape[0]),
+        "experiment": "szt", "protocol": protocol, "widths": list(WIDTHS), "activation": activation,
+        "beta": beta, "epochs": max(plane.schedule, default=0), "epochs_completed": trainer.epochs_done,
+        "interrupted": stopped[0], "repeats": repeats, "convergence": convergence, "n_points": len(plane.schedule),
+        "schedule": plane.schedule, "recorded_epochs": plane.recorded_epochs, "lr": lr, "batch_size": batch_size,
+        "max_centers": max_centers, "mc_samples": mc_samples, "mc_queries": mc_queries, "seed_label": seed_label,
+        "seed_entropy": str(root.entropy), "seed_spawn_key": list(root.spawn_key), "torch_seed": torch_seed,
+        "num_threads": num_threads, "torch_threads": torch.get_num_threads(), "estimator_threads": kernel_threads,
+        "n_inputs": int(len(inputs)), "n_distinct_inputs": int(len(np.unique(inputs))),
+        "input_entropy": plane.input_entropy, "n_train": int(split.x_train.shape[0]),
+        "n_test": int(split.x_test.shape[0]), "ln_m": math.log(len(inputs)),
         "label_entropy": plane.label_entropy, "unit": "nats",
         "seconds": time.perf_counter() - started,
         "torch": torch.__version__, "python": platform.python_version(),
@@ -371,9 +490,7 @@ def _run(out: Path, *, epochs, beta, activation, repeats, n_points, lr, batch_si
     files.append(write_json(out / "szt_config.json", config))
     history = plane.history
     if history:
-        title = (f"SZT 12-10-7-5-4-3-2, {activation}, beta = {beta:g}, m = {x.shape[0]} inputs, "
-                 f"R = {repeats}, {trainer.epochs_done} epochs")
-        files.append(plane.plot(out / "szt_information_plane.png", title=title))
+        files.append(plane.plot(out / "szt_information_plane.png", title=_title(config, 1)))
     print(_summary(history, training, config))
     print("  wrote: " + ", ".join(Path(f).name for f in files) + f" in {out}")
     return {"history": history, "training": training, "config": config, "files": files,
@@ -388,18 +505,31 @@ def _empty_training(out: Path) -> Path:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line options of ``infoflow reproduce szt``."""
-    parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                        help=f"training epochs (default {DEFAULT_EPOCHS}, the paper's; about 2 minutes in all)")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="ours",
+                        help="ours (default): all 4096 distinct inputs, R = 8, 16 epochs; official: the paper's "
+                             "code, 4096 inputs drawn with replacement, R = 1000, 84 log-spaced epochs")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="independent runs from --seed, with mean and spread across them (default 1)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help=f"training epochs (default {DEFAULT_EPOCHS}, the paper's; {OFFICIAL_LAST_EPOCH} "
+                             "for the official protocol)")
     parser.add_argument("--beta", type=float, default=0.005, help="noise std of the hidden layers (default 0.005)")
     parser.add_argument("--activation", choices=("tanh", "relu"), default="tanh", help="hidden activation")
-    parser.add_argument("--repeats", type=int, default=DEFAULT_REPEATS,
-                        help=f"R, samples per input for h(T|X) (default {DEFAULT_REPEATS})")
-    parser.add_argument("--points", dest="n_points", type=int, default=DEFAULT_POINTS,
-                        help=f"log-spaced epochs with estimates (default {DEFAULT_POINTS})")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"R, samples per input for h(T|X) (default {DEFAULT_REPEATS}; "
+                             f"{OFFICIAL_REPEATS} for the official protocol)")
+    parser.add_argument("--points", dest="n_points", type=int, default=None,
+                        help=f"log-spaced epochs with estimates (default {DEFAULT_POINTS}; not with the official "
+                             "protocol)")
     parser.add_argument("--lr", type=float, default=4e-4, help="Adam learning rate (default 4e-4)")
     parser.add_argument("--batch-size", type=int, default=256, help="minibatch size (default 256)")
     parser.add_argument("--max-centers", type=int, default=None,
                         help="subset size for h(T) (default: all samples; a subset biases h(T) down)")
     parser.add_argument("--mc-samples", type=int, default=None, help="Monte Carlo draws per centre")
+    parser.add_argument("--mc-queries", type=int, default=None,
+                        help=f"Monte Carlo queries per entropy (default 65536; {OFFICIAL_MC_QUERIES} for the official "
+                             "protocol)")
+    parser.add_argument("--no-convergence", dest="convergence", action="store_false",
+                        help="skip the estimates at R/2 and R/4 (faster; no R-convergence check)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--threads", dest="num_threads", type=int, default=None, help="CPU threads")

@@ -1,0 +1,156 @@
+"""Many seeds of one experiment: the spread across runs, as data and as a banded figure.
+
+A single training run's information curve is an anecdote: four seeds of the SZT setup
+put the peak of I(X;T) of one layer anywhere from epoch ~400 to ~2700.  This module
+takes the histories of independent runs (rows ``epoch, layer, ixt, iyt, ...`` as written
+by :class:`infoflow.flow.InformationPlane`) and writes, per layer and epoch, the mean,
+the standard deviation and the range across the runs, with a figure that draws every run
+thinly, the mean thickly and a ±1 sd band.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .._output import new_figure, save_figure, write_csv, write_json
+
+__all__ = ["aggregate_histories", "peaks_by_seed", "plot_seed_bands", "write_seed_aggregate"]
+
+_QUANTITIES = ("ixt", "iyt")
+
+
+def aggregate_histories(histories: Sequence[Sequence[dict]]) -> list[dict]:
+    """One row per (layer, epoch) present in any run: ``n_seeds`` and, for ``ixt`` and
+    ``iyt``, the mean, the sample standard deviation across runs (NaN for one run), the
+    minimum and maximum, and the mean Monte Carlo standard error of the runs."""
+    cells: dict[tuple[str, int], list[dict]] = {}
+    order: dict[str, int] = {}
+    for history in histories:
+        for row in history:
+            order.setdefault(row["layer"], len(order))
+            cells.setdefault((row["layer"], int(row["epoch"])), []).append(row)
+    rows = []
+    for (layer, epoch), members in sorted(cells.items(), key=lambda item: (order[item[0][0]], item[0][1])):
+        row = {"layer": layer, "epoch": epoch, "width": members[0]["width"], "n_seeds": len(members),
+               "unit": members[0]["unit"]}
+        for key in _QUANTITIES:
+            values = np.array([float(m[key]) for m in members])
+            row[f"{key}_mean"] = float(values.mean())
+            row[f"{key}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            row[f"{key}_min"], row[f"{key}_max"] = float(values.min()), float(values.max())
+            row[f"{key}_mc_stderr"] = float(np.mean([float(m[f"{key}_stderr"]) for m in members]))
+        rows.append(row)
+    return rows
+
+
+def peaks_by_seed(histories: Sequence[Sequence[dict]]) -> list[dict]:
+    """Per run and layer: the epoch and value of the largest I(X;T), and the last value."""
+    summary = []
+    for run, history in enumerate(histories):
+        layers: dict[str, list[dict]] = {}
+        for row in history:
+            layers.setdefault(row["layer"], []).append(row)
+        for layer, rows in layers.items():
+            rows = sorted(rows, key=lambda r: r["epoch"])
+            peak = max(rows, key=lambda r: r["ixt"])
+            summary.append({"run": run, "layer": layer, "peak_epoch": int(peak["epoch"]),
+                            "peak_ixt": float(peak["ixt"]), "last_epoch": int(rows[-1]["epoch"]),
+                            "last_ixt": float(rows[-1]["ixt"]), "last_iyt": float(rows[-1]["iyt"])})
+    return summary
+
+
+def plot_seed_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dict], path, *, title: str,
+                    ixt_max: float | None = None, iyt_max: float | None = None) -> Path:
+    """Draw I(X;T) and I(Y;T) against epoch: each run thin, the mean thick, ±1 sd band.
+
+    Bottom: the information plane of the means, with ±1 sd across runs as error bars on
+    both axes.  Bounds (H(X), H(Y)) are drawn dashed when given.
+    """
+    from matplotlib import colormaps
+
+    from ..flow import _epoch_axis
+
+    colors = colormaps["tab10"]
+    layers = list(dict.fromkeys(row["layer"] for row in aggregate))
+    unit = aggregate[0]["unit"]
+    max_epoch = max(row["epoch"] for row in aggregate)
+    fig, axes = new_figure(ncols=2, nrows=2, width=6.4, height=4.4)
+    grid = axes[1, 0].get_gridspec()
+    axes[1, 0].remove()
+    axes[1, 1].remove()
+    plane = fig.add_subplot(grid[1, :])
+    for column, (key, symbol, bound, bound_name) in enumerate(
+            (("ixt", "I(X;T)", ixt_max, "H(X)"), ("iyt", "I(Y;T)", iyt_max, "H(Y)"))):
+        ax = axes[0, column]
+        for index, layer in enumerate(layers):
+            color = colors(index % 10)
+            for history in histories:
+                rows = sorted((r for r in history if r["layer"] == layer), key=lambda r: r["epoch"])
+                ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], color=color, linewidth=0.6, alpha=0.45)
+            rows = [r for r in aggregate if r["layer"] == layer]
+            epoch = np.array([r["epoch"] for r in rows], dtype=float)
+            mean = np.array([r[f"{key}_mean"] for r in rows])
+            sd = np.nan_to_num(np.array([r[f"{key}_sd"] for r in rows]))
+            ax.plot(epoch, mean, color=color, linewidth=2, label=f"{layer} (d={rows[0]['width']})")
+            ax.fill_between(epoch, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
+        if bound is not None:
+            ax.axhline(bound, color="0.3", linestyle="--", linewidth=1, label=f"{bound_name} = {bound:.3f}")
+        _epoch_axis(ax, max_epoch)
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+        ax.set_ylabel(f"{symbol} [{unit}]")
+        ax.set_title(f"{symbol}: mean of {len(histories)} runs (thick), each run (thin), band ±1 sd",
+                     fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    for index, layer in enumerate(layers):
+        rows = [r for r in aggregate if r["layer"] == layer]
+        plane.errorbar([r["ixt_mean"] for r in rows], [r["iyt_mean"] for r in rows],
+                       xerr=np.nan_to_num([r["ixt_sd"] for r in rows]),
+                       yerr=np.nan_to_num([r["iyt_sd"] for r in rows]), color=colors(index % 10),
+                       marker="o", markersize=3, linewidth=1, elinewidth=0.6, capsize=0, label=layer)
+    if ixt_max is not None:
+        plane.axvline(ixt_max, color="0.3", linestyle="--", linewidth=1)
+    if iyt_max is not None:
+        plane.axhline(iyt_max, color="0.3", linestyle="--", linewidth=1)
+    plane.set_xlabel(f"I(X;T) [{unit}]")
+    plane.set_ylabel(f"I(Y;T) [{unit}]")
+    plane.set_title("Information plane of the mean over runs (bars: ±1 sd across runs)", fontsize=9)
+    plane.grid(True, alpha=0.3)
+    plane.legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def write_seed_aggregate(out: Path, name: str, results: Sequence[dict], *, title: str) -> dict:
+    """Write ``<name>_seeds.csv``/``.json``/``.png`` for the runs' results (each a dict
+    with ``history``, ``config`` and ``interrupted``) and print a summary; returns
+    ``{"runs", "history" (the aggregate rows), "peaks", "files", "interrupted"}``."""
+    histories = [result["history"] for result in results if result["history"]]
+    aggregate = aggregate_histories(histories)
+    peaks = peaks_by_seed(histories)
+    config = results[0]["config"]
+    files = [write_csv(out / f"{name}_seeds.csv", aggregate)] if aggregate else []
+    files.append(write_json(out / f"{name}_seeds.json", {
+        "experiment": name, "n_runs": len(results), "runs": [str(Path(f"seed_{i}")) for i in range(len(results))],
+        "seed_entropy": [r["config"]["seed_entropy"] for r in results],
+        "seed_spawn_key": [r["config"]["seed_spawn_key"] for r in results],
+        "band": "mean ± 1 sample standard deviation across runs; min/max also given",
+        "unit": "nats", "peaks": peaks, "aggregate": aggregate}))
+    if aggregate:
+        files.append(plot_seed_bands(histories, aggregate, out / f"{name}_seeds.png", title=title,
+                                     ixt_max=config.get("input_entropy"), iyt_max=config.get("label_entropy")))
+    print(f"{name}: {len(results)} runs; peak of I(X;T) per layer across runs (epoch: min .. max; value: "
+          "min .. max nats)")
+    for layer in dict.fromkeys(p["layer"] for p in peaks):
+        mine = [p for p in peaks if p["layer"] == layer]
+        epochs = [p["peak_epoch"] for p in mine]
+        values = [p["peak_ixt"] for p in mine]
+        last = [p["last_ixt"] for p in mine]
+        print(f"  {layer:<8} peak epoch {min(epochs):>5} .. {max(epochs):<5}  peak {min(values):.3f} .. "
+              f"{max(values):.3f}  last {min(last):.3f} .. {max(last):.3f}")
+    print("  wrote: " + ", ".join(Path(f).name for f in files) + f" in {out}")
+    return {"runs": list(results), "history": aggregate, "peaks": peaks, "files": files,
+            "interrupted": any(result["interrupted"] for result in results)}
