@@ -65,3 +65,15 @@ def test_info_prints_build_facts(capsys):
     assert cli.main(["info"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert "simd_runtime" in info and "cuda_built" in info
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--protocol", "official", "--points", "3"], "n_points: the official protocol"),
+    (["--seeds", "0"], "seeds: "),
+    (["--seed", "-1"], "seed"),
+])
+def test_reproduce_szt_user_errors_are_one_line_and_exit_2(tmp_path, capsys, args, message):
+    pytest.importorskip("torch")
+    code = cli.main(["reproduce", "szt", "--out", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and message in err, err

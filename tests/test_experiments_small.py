@@ -99,7 +99,7 @@ def test_single_neuron_small_run(tmp_path):
 
 
 def test_single_neuron_iid_estimate_tracks_empirical_law(tmp_path):
-    result = sn.run(tmp_path, w_max=3.0, n_w=4, beta=0.05, n_samples=101, rng=2, progress=False)
+    result = sn.run(tmp_path, w_max=3.0, n_w=4, beta=0.05, n_samples=101, balanced=False, rng=2, progress=False)
     for row in result["rows"]:
         assert abs(row["estimate"] - row["exact_sample"]) < 5 * row["stderr"]
 

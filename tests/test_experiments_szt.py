@@ -199,3 +199,67 @@ def test_arguments_match_run(name):
                                      "--activation", "relu", "--max-centers", "100", "--seed", "2"]))
     assert (parsed["epochs"], parsed["n_points"], parsed["repeats"], parsed["num_threads"]) == (7, 4, 3, 1)
     assert (parsed["activation"], parsed["max_centers"], parsed["seed"]) == ("relu", 100, 2)
+
+
+# ---------------------------------------------------------------------------------------
+# Protocols and seeds
+# ---------------------------------------------------------------------------------------
+
+def test_official_schedule_and_inputs():
+    """The paper's code: unique(round(logspace(0, log10(9999), 100))) and 4096 draws with
+    replacement from the 4096 patterns (1 - 1/e of them distinct, about 2590)."""
+    schedule = szt_experiment.official_schedule()
+    assert len(schedule) == 84 and schedule[:3] == [1, 2, 3] and schedule[-1] == 9999
+    assert schedule == sorted(set(schedule))
+    assert szt_experiment.official_schedule(10) == [e for e in schedule if e <= 10]
+    streams = szt_experiment.seed_streams(0)
+    inputs = szt_experiment.official_inputs(4096, streams["inputs"])
+    assert np.array_equal(inputs, szt_experiment.official_inputs(4096, szt_experiment.seed_streams(0)["inputs"]))
+    assert inputs.min() >= 0 and inputs.max() < 4096
+    distinct = len(np.unique(inputs))
+    assert abs(distinct - 4096 * (1 - math.exp(-1))) < 4 * math.sqrt(4096 * 0.1)  # sd of the count ~ 20
+
+
+def test_official_protocol_small_run(tmp_path):
+    """The official protocol end to end on its first 3 epochs: X uniform over 4096 draws
+    with repeats, so I(X;T_1) of the separated first layer sits at H(X) < ln 4096."""
+    result = szt_experiment.run(tmp_path, protocol="official", epochs=3, repeats=2, mc_queries=2048,
+                                progress=False)
+    config = result["config"]
+    assert config["protocol"] == "official" and config["schedule"] == [1, 2, 3]
+    assert config["n_inputs"] == 4096 and config["n_distinct_inputs"] < 2700
+    assert config["input_entropy"] == pytest.approx(math.log(config["n_distinct_inputs"]), abs=0.4)
+    assert config["input_entropy"] < LN_4096 - 0.5
+    first = [row for row in result["history"] if row["layer"] == "noise1"]
+    assert [row["epoch"] for row in first] == [1, 2, 3]
+    for row in first:
+        assert abs(row["ixt"] - config["input_entropy"]) < 0.01
+    with pytest.raises(ValueError, match="n_points: the official protocol"):
+        szt_experiment.run(tmp_path, protocol="official", n_points=5, progress=False)
+    with pytest.raises(ValueError, match="protocol: expected one of"):
+        szt_experiment.run(tmp_path, protocol="paper", progress=False)
+
+
+def test_seeds_write_each_run_and_the_aggregate(tmp_path, szt_run):
+    """Run 0 of several seeds is the single run of that seed; the aggregate is the mean
+    and sample sd across the runs, per layer and epoch."""
+    _, single = szt_run
+    result = szt_experiment.run(tmp_path, seeds=2, **TINY)
+    assert [run["history"] for run in result["runs"]][0] == single["history"]
+    for i in (0, 1):
+        assert (tmp_path / f"seed_{i}" / "szt_information.csv").is_file()
+    for name in ("szt_seeds.csv", "szt_seeds.json", "szt_seeds.png"):
+        assert (tmp_path / name).is_file()
+    runs = [run["history"] for run in result["runs"]]
+    assert runs[0] != runs[1]  # independent streams
+    rows = read_csv(tmp_path / "szt_seeds.csv")
+    assert len(rows) == len(runs[0])
+    for row in rows:
+        values = [r["ixt"] for history in runs for r in history
+                  if r["layer"] == row["layer"] and r["epoch"] == int(row["epoch"])]
+        assert int(row["n_seeds"]) == 2
+        assert float(row["ixt_mean"]) == pytest.approx(np.mean(values), abs=1e-12)
+        assert float(row["ixt_sd"]) == pytest.approx(np.std(values, ddof=1), abs=1e-12)
+    saved = json.loads((tmp_path / "szt_seeds.json").read_text())
+    assert saved["n_runs"] == 2 and len(saved["peaks"]) == 2 * len(LAYERS)
+    assert saved["seed_spawn_key"] == [[], []] and saved["seed_entropy"][1] != saved["seed_entropy"][0]

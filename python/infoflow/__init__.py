@@ -18,7 +18,7 @@ from ._backend import CUDA_BUILT, HAS_CUDA, build_info
 from .binning import BinningMI, binning_mi
 from .density import gaussian_lse, log_density
 from .entropy import default_mc_samples, mixture_entropy, mixture_entropy_bounds, noise_entropy
-from .estimate import Bounds, Estimate
+from .estimate import Bounds, Estimate, RConvergence, RConvergenceWarning
 from .mutual_information import mi_xt, mi_yt
 
 __version__ = build_info()["version"]
@@ -52,6 +52,8 @@ __all__ = [
     "Bounds",
     "CUDA_BUILT",
     "Estimate",
+    "RConvergence",
+    "RConvergenceWarning",
     "HAS_CUDA",
     "InformationFlow",
     "InformationPlane",

@@ -800,6 +800,7 @@ def _typed_row(row: Mapping[str, Any], path: Path, index: int) -> dict:
 # ---------------------------------------------------------------------------------------
 
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+_LINESTYLES = ("-", "--", "-.", ":")
 
 
 def _by_layer(history: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, np.ndarray]]:
@@ -817,37 +818,96 @@ def _by_layer(history: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, np.nd
     return result
 
 
+def layer_style(index: int) -> dict:
+    """Colour, marker, marker size and line style of the index-th layer in every figure.
+
+    Layers that coincide (the first two layers both at H(X), say) stay visible: each
+    later layer has a smaller marker drawn over the earlier one's, and its own dashes."""
+    from matplotlib import colormaps
+
+    return {"color": colormaps["tab10"](index % 10), "marker": _MARKERS[index % len(_MARKERS)],
+            "markersize": max(3.0, 7.5 - 1.0 * index), "linestyle": _LINESTYLES[index % len(_LINESTYLES)]}
+
+
 def _epoch_axis(ax, max_epoch: float) -> None:
-    # symlog: logarithmic above epoch 1 and linear below, so that epoch 0 (the initial
-    # weights) has a place on an otherwise logarithmic axis.
-    ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
-    ax.set_xlim(0, max(1.0, max_epoch) * 1.15)
-    ax.set_xlabel("epoch (log scale above 1)")
+    """An epoch axis that reads well at any length: linear with integer ticks up to 30
+    epochs; beyond, logarithmic above epoch 1 and linear below (symlog, so that epoch 0,
+    the initial weights, has a place), with ticks at 0, 1, 2, 5, 10, 20, 50, ..."""
+    from matplotlib.ticker import FixedLocator, MaxNLocator, NullFormatter, ScalarFormatter
+
+    if max_epoch <= 30:
+        ax.set_xlim(-0.5, max(1.0, max_epoch) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+    else:
+        ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
+        ax.set_xlim(0, max_epoch * 1.15)
+        ticks = [0.0] + [m * 10.0**p for p in range(int(math.log10(max_epoch)) + 1) for m in (1, 2, 5)]
+        ax.xaxis.set_major_locator(FixedLocator([t for t in ticks if t <= max_epoch * 1.15]))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("epoch (log scale above 1)")
     ax.grid(True, which="major", alpha=0.3)
+
+
+def _convergence_panels(axes, layers: dict, history: Sequence[Mapping[str, Any]], unit: str) -> None:
+    """For I(X;T) and I(Y;T): the estimates at R/4 and R/2 minus the one at R, against R,
+    at the last recorded epoch, one line per layer (±1 stderr of the difference).  A line
+    that still falls towards R says the plug-in bias has not settled."""
+    from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
+
+    last = max(int(row["epoch"]) for row in history)
+    rows = {row["layer"]: row for row in history if int(row["epoch"]) == last}
+    for ax, (key, symbol) in zip(axes, (("ixt", "I(X;T)"), ("iyt", "I(Y;T)"))):
+        levels_seen = set()
+        for index, name in enumerate(layers):
+            row = rows.get(name)
+            if row is None or row.get("r_half") is None:
+                continue  # deterministic given X, or no sequence recorded
+            style = layer_style(index)
+            levels = [(r, suffix) for r, suffix in ((row.get("r_quarter"), "_r_quarter"), (row["r_half"], "_r_half"),
+                                                    (row["repeats"], "")) if r is not None]
+            levels_seen.update(r for r, _ in levels)
+            at_r, se_r = row[key], row[f"{key}_stderr"]
+            shift = [row[f"{key}{suffix}"] - at_r for _, suffix in levels]
+            err = [math.hypot(row[f"{key}{suffix}_stderr"], se_r) if suffix else se_r for _, suffix in levels]
+            ax.errorbar([r for r, _ in levels], shift, yerr=err, capsize=2, label=name, **style)
+        ax.axhline(0.0, color="0.3", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_locator(FixedLocator(sorted(levels_seen)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("R, samples per input (nested subsets of the same samples)")
+        ax.set_ylabel(f"{symbol} at R' minus at R [{unit}]")
+        ax.set_title(f"R-convergence of {symbol} at epoch {last} (deterministic layers omitted)", fontsize=9)
+        ax.grid(True, alpha=0.3)
+        if levels_seen:
+            ax.legend(fontsize=7, loc="best")
 
 
 def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=None) -> Path:
     """Draw an information-plane history as a PNG.
 
-    Top row: :math:`I(X;T_\\ell)` and :math:`I(Y;T_\\ell)` against epoch (log scale),
-    one line per layer with a ±1 standard-error band.  Bottom row: the information
-    plane, I(X;T) on x and I(Y;T) on y, one trajectory per layer (line colour and
-    marker shape identify the layer) with the points coloured by epoch (colour bar).
+    Top row: :math:`I(X;T_\\ell)` and :math:`I(Y;T_\\ell)` against epoch, one line per
+    layer with a ±1 standard-error band.  Middle: the information plane, I(X;T) on x and
+    I(Y;T) on y, one trajectory per layer (colour, marker and dashes identify the layer,
+    error bars ±1 stderr) with the points coloured by epoch (colour bar).  Bottom, when
+    the rows carry R-convergence columns: how much the estimates at R/4 and R/2 exceed
+    the one at R, at the last epoch.  Layers that coincide stay visible (:func:`layer_style`).
 
     Parameters
     ----------
     history : sequence of dict
         Rows with ``epoch, layer, width, ixt, ixt_stderr, iyt, iyt_stderr, unit`` (as in
         :attr:`InformationPlane.history` or :meth:`InformationPlane.load_history`), all
-        in one unit.
+        in one unit, optionally with the :data:`CONVERGENCE_FIELDS`.
     path : str or path
         The PNG to write.
     title : str, optional
-        Figure title.
+        Figure title (say protocol, R, seeds and beta).
     ixt_max, iyt_max : float, optional
         Upper bounds to draw as dashed lines, in the history's unit: H(X) (ln m for m
-        distinct inputs) for I(X;T) and
-        H(Y) for I(Y;T).
+        distinct inputs) for I(X;T) and H(Y) for I(Y;T).
 
     Returns
     -------
@@ -868,23 +928,22 @@ def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=N
     unit = units.pop()
     layers = _by_layer(history)
     max_epoch = max(float(row["epoch"]) for row in history)
-    colors = colormaps["tab10"]
+    with_convergence = any(row.get("r_half") is not None for row in history)
 
-    fig, axes = new_figure(ncols=2, nrows=2, width=6.4, height=4.6)
+    fig, axes = new_figure(ncols=2, nrows=3 if with_convergence else 2, width=6.4, height=4.4)
     grid = axes[1, 0].get_gridspec()
-    axes[1, 0].remove()
-    axes[1, 1].remove()
+    for ax in axes[1:].ravel():
+        ax.remove()
     plane = fig.add_subplot(grid[1, :])
 
     for column, (key, symbol, bound, bound_name) in enumerate(
             (("ixt", "I(X;T)", ixt_max, "H(X)"), ("iyt", "I(Y;T)", iyt_max, "H(Y)"))):
         ax = axes[0, column]
         for index, (name, data) in enumerate(layers.items()):
-            color = colors(index % 10)
+            style = layer_style(index)
             value, err = data[key], data[key + "_stderr"]
-            ax.plot(data["epoch"], value, color=color, marker=_MARKERS[index % len(_MARKERS)],
-                    markersize=4, label=f"{name} (d={data['width']})")
-            ax.fill_between(data["epoch"], value - err, value + err, color=color, alpha=0.25, linewidth=0)
+            ax.plot(data["epoch"], value, label=f"{name} (d={data['width']})", **style)
+            ax.fill_between(data["epoch"], value - err, value + err, color=style["color"], alpha=0.25, linewidth=0)
         if bound is not None:
             ax.axhline(bound, color="0.3", linestyle="--", linewidth=1, label=f"{bound_name} = {bound:.3f}")
         _epoch_axis(ax, max_epoch)
@@ -900,12 +959,14 @@ def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=N
     cmap = colormaps["viridis"]
     handles = []
     for index, (name, data) in enumerate(layers.items()):
-        color, marker = colors(index % 10), _MARKERS[index % len(_MARKERS)]
-        plane.plot(data["ixt"], data["iyt"], color=color, linewidth=1, alpha=0.7, zorder=1)
-        plane.scatter(data["ixt"], data["iyt"], c=data["epoch"], cmap=cmap, norm=norm, marker=marker,
-                      s=36, edgecolors=color, linewidths=0.8, zorder=2)
-        handles.append(Line2D([], [], color=color, marker=marker, markerfacecolor="white",
-                              label=f"{name} (d={data['width']})"))
+        style = layer_style(index)
+        plane.errorbar(data["ixt"], data["iyt"], xerr=data["ixt_stderr"], yerr=data["iyt_stderr"],
+                       color=style["color"], linestyle=style["linestyle"], linewidth=1, alpha=0.7,
+                       elinewidth=0.8, zorder=1)
+        plane.scatter(data["ixt"], data["iyt"], c=data["epoch"], cmap=cmap, norm=norm, marker=style["marker"],
+                      s=style["markersize"] ** 2 * 1.6, edgecolors=style["color"], linewidths=1.0, zorder=2 + index)
+        handles.append(Line2D([], [], color=style["color"], marker=style["marker"], linestyle=style["linestyle"],
+                              markerfacecolor="white", label=f"{name} (d={data['width']})"))
     if ixt_max is not None:
         plane.axvline(ixt_max, color="0.3", linestyle="--", linewidth=1)
         handles.append(Line2D([], [], color="0.3", linestyle="--", label="H(X) / H(Y) bounds"))
@@ -913,11 +974,13 @@ def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=N
         plane.axhline(iyt_max, color="0.3", linestyle="--", linewidth=1)
     plane.set_xlabel(f"I(X;T) [{unit}]")
     plane.set_ylabel(f"I(Y;T) [{unit}]")
-    plane.set_title("Information plane: one trajectory per layer, colour = epoch", fontsize=10)
+    plane.set_title("Information plane: one trajectory per layer, colour = epoch, bars ±1 std. error", fontsize=10)
     plane.grid(True, alpha=0.3)
     plane.legend(handles=handles, fontsize=8, loc="best")
     colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=plane)
     colorbar.set_label("epoch")
+    if with_convergence:
+        _convergence_panels([fig.add_subplot(grid[2, 0]), fig.add_subplot(grid[2, 1])], layers, history, unit)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)

@@ -70,11 +70,8 @@ def plot_seed_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dic
     Bottom: the information plane of the means, with ±1 sd across runs as error bars on
     both axes.  Bounds (H(X), H(Y)) are drawn dashed when given.
     """
-    from matplotlib import colormaps
+    from ..flow import _epoch_axis, layer_style
 
-    from ..flow import _epoch_axis
-
-    colors = colormaps["tab10"]
     layers = list(dict.fromkeys(row["layer"] for row in aggregate))
     unit = aggregate[0]["unit"]
     max_epoch = max(row["epoch"] for row in aggregate)
@@ -87,7 +84,8 @@ def plot_seed_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dic
             (("ixt", "I(X;T)", ixt_max, "H(X)"), ("iyt", "I(Y;T)", iyt_max, "H(Y)"))):
         ax = axes[0, column]
         for index, layer in enumerate(layers):
-            color = colors(index % 10)
+            style = layer_style(index)
+            color = style["color"]
             for history in histories:
                 rows = sorted((r for r in history if r["layer"] == layer), key=lambda r: r["epoch"])
                 ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], color=color, linewidth=0.6, alpha=0.45)
@@ -95,7 +93,7 @@ def plot_seed_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dic
             epoch = np.array([r["epoch"] for r in rows], dtype=float)
             mean = np.array([r[f"{key}_mean"] for r in rows])
             sd = np.nan_to_num(np.array([r[f"{key}_sd"] for r in rows]))
-            ax.plot(epoch, mean, color=color, linewidth=2, label=f"{layer} (d={rows[0]['width']})")
+            ax.plot(epoch, mean, linewidth=2, label=f"{layer} (d={rows[0]['width']})", **style)
             ax.fill_between(epoch, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
         if bound is not None:
             ax.axhline(bound, color="0.3", linestyle="--", linewidth=1, label=f"{bound_name} = {bound:.3f}")
@@ -109,8 +107,8 @@ def plot_seed_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dic
         rows = [r for r in aggregate if r["layer"] == layer]
         plane.errorbar([r["ixt_mean"] for r in rows], [r["iyt_mean"] for r in rows],
                        xerr=np.nan_to_num([r["ixt_sd"] for r in rows]),
-                       yerr=np.nan_to_num([r["iyt_sd"] for r in rows]), color=colors(index % 10),
-                       marker="o", markersize=3, linewidth=1, elinewidth=0.6, capsize=0, label=layer)
+                       yerr=np.nan_to_num([r["iyt_sd"] for r in rows]), linewidth=1, elinewidth=0.6, capsize=0,
+                       label=layer, **layer_style(index))
     if ixt_max is not None:
         plane.axvline(ixt_max, color="0.3", linestyle="--", linewidth=1)
     if iyt_max is not None:

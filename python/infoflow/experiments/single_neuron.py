@@ -21,10 +21,12 @@ Two curves are computed on a grid of w:
 * the SP estimate from samples, as the paper's estimator sees a dataset: n draws of X
   (fixed for the whole grid, like a training set), their images as the centres of
   :func:`infoflow.mixture_entropy`, minus :math:`h_Z`; with its Monte Carlo standard
-  error.  Its deviation from the exact value has two parts: the Monte Carlo error
-  (``stderr``) and the plug-in error of the empirical distribution of the n draws,
-  which the column ``exact_sample`` (the exact value for that empirical distribution)
-  isolates;
+  error.  By default the draws are balanced (n/4 of each input), so their law is the
+  uniform law of X and the estimate differs from the exact value by Monte Carlo error
+  only.  With i.i.d. draws (``balanced=False``) it also carries the plug-in error of
+  their empirical law: it then converges to that law's value (the column
+  ``exact_sample``), not to the uniform law's H(1/4) (116 of 400 draws at X = 3, say,
+  give about 0.60 nats for large w);
 * the exact value, by adaptive 1-D quadrature of :math:`-g \ln g` over the mixture.
 
 Default beta = 0.05: of beta in 0.05 .. 0.2 it is the one whose curve reaches ln 4
@@ -263,9 +265,11 @@ def _plot(rows: list[dict], curve: dict, config: dict, path: Path) -> Path:
         # (its gap to the exact curve is plug-in error), and both must stay visible.
         ax.errorbar(w, [r["estimate"] for r in rows], yerr=[r["stderr"] for r in rows],
                     fmt="o", ms=4.5, mfc="none", color="C3", ecolor="C3", elinewidth=1, capsize=2,
-                    zorder=3, label=f"SP estimate from n = {config['n_samples']} samples of X (bars: 1 MC stderr)")
-        ax.plot(w, [r["exact_sample"] for r in rows], color="C1", lw=1.0, zorder=4,
-                label="exact for the empirical law of those samples")
+                    zorder=3, label=f"SP estimate from n = {config['n_samples']} samples of X, "
+                                    f"{'n/4 of each' if config['balanced'] else 'i.i.d.'} (bars: 1 MC stderr)")
+        if not config["balanced"]:  # balanced draws: their law is the uniform law, the exact curve itself
+            ax.plot(w, [r["exact_sample"] for r in rows], color="C1", lw=1.0, zorder=4,
+                    label="exact for the empirical law of those samples")
     ax.set_xlabel("weight w (T = tanh(w (X - 2)) + Z)")
     ax.set_ylabel("I(X;T)  [nats]")
     ax.set_xlim(0, config["w_max"])
@@ -286,7 +290,7 @@ def _seed_record(rng):
 
 
 def run(out_dir, *, w_max: float = 4.0, n_w: int = 81, beta: float = 0.05, n_samples: int = 400,
-        balanced: bool = False, mc_samples: int | None = None, rng=0, progress: bool = True) -> dict:
+        balanced: bool = True, mc_samples: int | None = None, rng=0, progress: bool = True) -> dict:
     r"""I(X;T) of the single noisy neuron against w: SP estimate and exact value.
 
     Writes into ``out_dir``: ``single_neuron.csv`` (one row per w: ``w``, ``estimate``,
@@ -309,8 +313,12 @@ def run(out_dir, *, w_max: float = 4.0, n_w: int = 81, beta: float = 0.05, n_sam
     n_samples : int
         n, the draws of X the estimate uses (one dataset for the whole grid).
     balanced : bool
-        Draw exactly n/4 of each input (the estimate then has no plug-in error, only
-        Monte Carlo error).  Default False: i.i.d. draws, like a real dataset.
+        Draw exactly n/4 of each input (default): the samples' law is then exactly the
+        uniform law of X, the estimate has no plug-in error, only Monte Carlo error, and
+        its limit for large w is H(1/4) = 0.562 nats.  False: i.i.d. draws, like a real
+        dataset; the estimate then follows the exact curve of the draws' own empirical law
+        (e.g. 116 of 400 draws at X = 3 gives about 0.60 nats for large w), drawn as its
+        own line.
     mc_samples : int, optional
         Monte Carlo draws per centre, passed to :func:`infoflow.mixture_entropy`
         (default: its default, about 65536 queries in all).
@@ -369,8 +377,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta", type=float, default=0.05, help="noise standard deviation (default 0.05)")
     parser.add_argument("--samples", dest="n_samples", type=int, default=400,
                         help="draws of X used by the SP estimate (default 400)")
-    parser.add_argument("--balanced", action="store_true",
-                        help="exactly n/4 draws of each input (no plug-in error, only Monte Carlo error)")
+    parser.add_argument("--iid", dest="balanced", action="store_false",
+                        help="i.i.d. draws of X (default: exactly n/4 of each input, so the samples' law is the "
+                             "uniform law and the large-w limit is H(1/4))")
     parser.add_argument("--mc-samples", dest="mc_samples", type=int, default=None,
                         help="Monte Carlo noise draws per centre (default: about 65536 queries in all)")
     parser.add_argument("--seed", dest="rng", type=int, default=0, help="random seed (default 0)")
