@@ -263,3 +263,20 @@ def test_seeds_write_each_run_and_the_aggregate(tmp_path, szt_run):
     saved = json.loads((tmp_path / "szt_seeds.json").read_text())
     assert saved["n_runs"] == 2 and len(saved["peaks"]) == 2 * len(LAYERS)
     assert saved["seed_spawn_key"] == [[], []] and saved["seed_entropy"][1] != saved["seed_entropy"][0]
+
+
+def test_binning_seeds_aggregate_every_estimator(tmp_path):
+    result = binning_experiment.run(tmp_path, seeds=2, max_halvings=4, **TINY)
+    assert (tmp_path / "seed_1" / "binning_over_epochs.csv").is_file()
+    for name in ("binning_seeds.csv", "binning_seeds.json", "binning_seeds.png"):
+        assert (tmp_path / name).is_file()
+    rows = read_csv(tmp_path / "binning_seeds.csv")
+    estimators = {row["estimator"] for row in rows}
+    assert len(estimators) == 3 and all(int(row["n_seeds"]) == 2 for row in rows)
+    runs = [run["over_epochs"] for run in result["runs"]]
+    for row in rows[:10]:
+        values = [r["ixt"] for history in runs for r in history if r["estimator"] == row["estimator"]
+                  and r["layer"] == row["layer"] and r["epoch"] == int(row["epoch"])]
+        assert float(row["ixt_mean"]) == pytest.approx(np.mean(values), abs=1e-12)
+    with pytest.raises(ValueError, match="seeds: a noisy_csv"):
+        binning_experiment.run(tmp_path, seeds=2, noisy_csv=tmp_path / "x.csv", **TINY)

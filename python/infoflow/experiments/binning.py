@@ -218,7 +218,7 @@ def _plot(path, vs_size, over_epochs, *, fine_bin, ln_m, title, limits) -> Path:
 def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_size=256,
         n_points=DEFAULT_POINTS, fine_bin=DEFAULT_FINE_BIN, max_halvings=DEFAULT_MAX_HALVINGS,
         beta=0.005, repeats=DEFAULT_TWIN_REPEATS, max_centers=None, mc_samples=None, noisy_csv=None,
-        seed=0, progress=True, num_threads=None) -> dict:
+        seed=0, seeds=1, progress=True, num_threads=None) -> dict:
     """Train the noiseless SZT network and compare binned estimates with the noisy SP estimate.
 
     Parameters
@@ -250,6 +250,10 @@ def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_siz
         As in the ``szt`` experiment: the same seed gives the same split, initial weights
         and minibatch order, so the deterministic net and the noisy twin differ only in
         the noise.
+    seeds : int
+        Independent runs from ``seed`` (default 1), as in the ``szt`` experiment: each in
+        ``seed_<i>/``, and the mean and spread of every estimator's I(X;T) per layer and
+        epoch in ``binning_seeds.csv``/``.json``/``.png``.  Not with ``noisy_csv``.
     progress : bool
         Progress bar over the epochs.
     num_threads : int, optional
@@ -263,23 +267,43 @@ def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_siz
         ``vs_bin_size`` and ``over_epochs`` rows, ``config``, ``files``, ``interrupted``.
     """
     from .._intake import positive_int, positive_real
-    from .szt import _check_options
+    from .szt import _check_options, run_seeds
 
     _check_options(epochs, beta, activation, repeats, n_points, lr, batch_size)
     positive_real(fine_bin, "fine_bin")
     positive_int(max_halvings, "max_halvings", allow_none=False)
+    count = positive_int(seeds, "seeds", allow_none=False)
+    if count > 1 and noisy_csv is not None:
+        raise ValueError("seeds: a noisy_csv is one run's history; train the twins (no noisy_csv) for many seeds")
     if num_threads is not None:
         positive_int(num_threads, "num_threads")
+    runs = run_seeds(seed, count)
     out = output_dir(out_dir)
+    options = dict(epochs=int(epochs), activation=activation, lr=lr, batch_size=batch_size, n_points=n_points,
+                   fine_bin=fine_bin, max_halvings=max_halvings, beta=beta, repeats=repeats,
+                   max_centers=max_centers, mc_samples=mc_samples, noisy_csv=noisy_csv, progress=progress,
+                   num_threads=num_threads)
     with torch_threads(num_threads) as kernel_threads:
-        return _run(out, epochs=int(epochs), activation=activation, lr=lr, batch_size=batch_size,
-                    n_points=n_points, fine_bin=fine_bin, max_halvings=max_halvings, beta=beta,
-                    repeats=repeats, max_centers=max_centers, mc_samples=mc_samples, noisy_csv=noisy_csv,
-                    seed=seed, progress=progress, num_threads=num_threads, kernel_threads=kernel_threads)
+        if count == 1:
+            return _run(out, root=runs[0][0], torch_seed=runs[0][1], seed_label=str(seed),
+                        kernel_threads=kernel_threads, **options)
+        results = []
+        for i, (root, torch_seed) in enumerate(runs):
+            results.append(_run(output_dir(out / f"seed_{i}"), root=root, torch_seed=torch_seed,
+                                seed_label=f"{seed} run {i}", kernel_threads=kernel_threads, **options))
+            if results[-1]["interrupted"]:
+                break
+    from .seeds import write_seed_aggregate
+
+    return write_seed_aggregate(
+        out, "binning", [{**r, "history": r["over_epochs"]} for r in results], by=("estimator", "layer"),
+        title=f"Binning the deterministic SZT net ({activation}) vs the noisy twin: {len(results)} runs from "
+              f"seed {seed}", ixt_max=math.log(4096))
 
 
 def _run(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, max_halvings, beta, repeats,
-         max_centers, mc_samples, noisy_csv, seed, progress, num_threads, kernel_threads) -> dict:
+         max_centers, mc_samples, noisy_csv, root, torch_seed, seed_label, progress, num_threads,
+         kernel_threads) -> dict:
     import torch
 
     from ..datasets import szt
@@ -290,12 +314,12 @@ def _run(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, m
 
     x, y = szt()
     ln_m = math.log(x.shape[0])
-    streams = seed_streams(seed)
+    streams = seed_streams(root)
     split = split_dataset(x, y, streams["split"])
 
     # Both nets start from the same weights: the noise layers hold no parameters, so the
     # same seed gives the same initialisation with and without noise.
-    torch.manual_seed(seed)
+    torch.manual_seed(torch_seed)
     deterministic = NoisyMLP(WIDTHS, activation=activation, beta=beta)
     for _, module in named_noise_modules(deterministic):
         module.enabled = False
@@ -303,11 +327,11 @@ def _run(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, m
     # Read a given history first, so that a wrong path fails before any training.
     noisy_history = None if noisy_csv is None else InformationPlane.load_history(noisy_csv)
     if noisy_csv is None:
-        torch.manual_seed(seed)
+        torch.manual_seed(torch_seed)
         twin = NoisyMLP(WIDTHS, activation=activation, beta=beta)
     trainers = _TwinTrainer(
-        Trainer(deterministic, split, lr=lr, batch_size=batch_size, streams=seed_streams(seed)),
-        None if twin is None else Trainer(twin, split, lr=lr, batch_size=batch_size, streams=seed_streams(seed)))
+        Trainer(deterministic, split, lr=lr, batch_size=batch_size, streams=seed_streams(root)),
+        None if twin is None else Trainer(twin, split, lr=lr, batch_size=batch_size, streams=seed_streams(root)))
     if twin is not None:
         twin_plane = InformationPlane(twin, x, y, max_epoch=epochs, n_points=n_points, repeats=repeats,
                                       mc_samples=mc_samples, max_centers=max_centers,
@@ -343,7 +367,9 @@ def _run(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, m
         "n_points": n_points, "schedule": schedule, "paper_bins": PAPER_BINS, "fine_bin": fine_bin,
         "bin_sizes": dyadic_bin_sizes(max_halvings), "beta": beta, "repeats": repeats,
         "max_centers": max_centers, "mc_samples": mc_samples,
-        "noisy_csv": None if noisy_csv is None else str(noisy_csv), "seed": seed, "num_threads": num_threads,
+        "noisy_csv": None if noisy_csv is None else str(noisy_csv), "seed_label": seed_label,
+        "seed_entropy": str(root.entropy), "seed_spawn_key": list(root.spawn_key), "torch_seed": torch_seed,
+        "num_threads": num_threads,
         "torch_threads": torch.get_num_threads(), "estimator_threads": kernel_threads,
         "ln_m": ln_m, "unit": "nats", "seconds": time.perf_counter() - started,
     }
@@ -352,7 +378,7 @@ def _run(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, m
              write_json(out / "binning.json", {"config": config, "zero_bin_limits": limits,
                                                "vs_bin_size": vs_size, "over_epochs": over_epochs})]
     title = (f"Binning the deterministic SZT net ({activation}) vs the noisy net's I(X;T); "
-             f"{done} epochs, seed {seed}")
+             f"{done} epochs, seed {seed_label}")
     files.append(_plot(out / "binning.png", vs_size, over_epochs, fine_bin=fine_bin, ln_m=ln_m,
                        title=title, limits=limits))
     print(_summary(vs_size, over_epochs, config, limits))
@@ -403,4 +429,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noisy-csv", default=None,
                         help="szt_information.csv of an szt run to compare with, instead of training a twin")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="independent runs from --seed, with mean and spread across them (default 1)")
     parser.add_argument("--threads", dest="num_threads", type=int, default=None, help="CPU threads")

@@ -18,46 +18,52 @@ import numpy as np
 
 from .._output import new_figure, save_figure, write_csv, write_json
 
-__all__ = ["aggregate_histories", "peaks_by_seed", "plot_seed_bands", "write_seed_aggregate"]
+__all__ = ["aggregate_histories", "peaks_by_seed", "plot_seed_bands", "plot_grouped_bands", "write_seed_aggregate"]
 
 _QUANTITIES = ("ixt", "iyt")
 
 
-def aggregate_histories(histories: Sequence[Sequence[dict]]) -> list[dict]:
-    """One row per (layer, epoch) present in any run: ``n_seeds`` and, for ``ixt`` and
-    ``iyt``, the mean, the sample standard deviation across runs (NaN for one run), the
-    minimum and maximum, and the mean Monte Carlo standard error of the runs."""
-    cells: dict[tuple[str, int], list[dict]] = {}
-    order: dict[str, int] = {}
+def aggregate_histories(histories: Sequence[Sequence[dict]], by: tuple[str, ...] = ("layer",)) -> list[dict]:
+    """One row per (``by`` fields, epoch) present in any run: ``n_seeds`` and, for ``ixt``
+    and ``iyt``, the mean, the sample standard deviation across runs (NaN for one run),
+    the minimum and maximum, and the mean Monte Carlo standard error of the runs (NaN
+    where the rows have none, e.g. binned estimates)."""
+    cells: dict[tuple, list[dict]] = {}
+    order: dict[tuple, int] = {}
     for history in histories:
         for row in history:
-            order.setdefault(row["layer"], len(order))
-            cells.setdefault((row["layer"], int(row["epoch"])), []).append(row)
+            group = tuple(row[key] for key in by)
+            order.setdefault(group, len(order))
+            cells.setdefault((group, int(row["epoch"])), []).append(row)
     rows = []
-    for (layer, epoch), members in sorted(cells.items(), key=lambda item: (order[item[0][0]], item[0][1])):
-        row = {"layer": layer, "epoch": epoch, "width": members[0]["width"], "n_seeds": len(members),
-               "unit": members[0]["unit"]}
+    for (group, epoch), members in sorted(cells.items(), key=lambda item: (order[item[0][0]], item[0][1])):
+        row = {**dict(zip(by, group)), "epoch": epoch, "width": members[0]["width"], "n_seeds": len(members),
+               "unit": members[0].get("unit", "nats")}
         for key in _QUANTITIES:
             values = np.array([float(m[key]) for m in members])
             row[f"{key}_mean"] = float(values.mean())
             row[f"{key}_sd"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             row[f"{key}_min"], row[f"{key}_max"] = float(values.min()), float(values.max())
-            row[f"{key}_mc_stderr"] = float(np.mean([float(m[f"{key}_stderr"]) for m in members]))
+            row[f"{key}_mc_stderr"] = float(np.mean([_number(m.get(f"{key}_stderr")) for m in members]))
         rows.append(row)
     return rows
 
 
-def peaks_by_seed(histories: Sequence[Sequence[dict]]) -> list[dict]:
-    """Per run and layer: the epoch and value of the largest I(X;T), and the last value."""
+def _number(value) -> float:
+    return math.nan if value is None or value == "" else float(value)
+
+
+def peaks_by_seed(histories: Sequence[Sequence[dict]], by: tuple[str, ...] = ("layer",)) -> list[dict]:
+    """Per run and group (layer): the epoch and value of the largest I(X;T), and the last value."""
     summary = []
     for run, history in enumerate(histories):
-        layers: dict[str, list[dict]] = {}
+        groups: dict[tuple, list[dict]] = {}
         for row in history:
-            layers.setdefault(row["layer"], []).append(row)
-        for layer, rows in layers.items():
+            groups.setdefault(tuple(row[key] for key in by), []).append(row)
+        for group, rows in groups.items():
             rows = sorted(rows, key=lambda r: r["epoch"])
             peak = max(rows, key=lambda r: r["ixt"])
-            summary.append({"run": run, "layer": layer, "peak_epoch": int(peak["epoch"]),
+            summary.append({"run": run, **dict(zip(by, group)), "peak_epoch": int(peak["epoch"]),
                             "peak_ixt": float(peak["ixt"]), "last_epoch": int(rows[-1]["epoch"]),
                             "last_ixt": float(rows[-1]["ixt"]), "last_iyt": float(rows[-1]["iyt"])})
     return summary
@@ -122,32 +128,81 @@ def plot_seed_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dic
     return save_figure(fig, path)
 
 
-def write_seed_aggregate(out: Path, name: str, results: Sequence[dict], *, title: str) -> dict:
+def plot_grouped_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dict], path, *, group: str,
+                       title: str, ixt_max: float | None = None) -> Path:
+    """I(X;T) against epoch, one panel per value of ``group`` (e.g. the estimator): per
+    layer each run thin, the mean thick and a ±1 sd band across runs."""
+    from ..flow import _epoch_axis, layer_style
+
+    panels = list(dict.fromkeys(row[group] for row in aggregate))
+    layers = list(dict.fromkeys(row["layer"] for row in aggregate))
+    max_epoch = max(row["epoch"] for row in aggregate)
+    fig, axes = new_figure(ncols=len(panels), nrows=1, width=5.2, height=4.2)
+    for ax, panel in zip(axes[0], panels):
+        for index, layer in enumerate(layers):
+            style = layer_style(index)
+            for history in histories:
+                rows = sorted((r for r in history if r[group] == panel and r["layer"] == layer),
+                              key=lambda r: r["epoch"])
+                ax.plot([r["epoch"] for r in rows], [r["ixt"] for r in rows], color=style["color"], linewidth=0.6,
+                        alpha=0.45)
+            rows = [r for r in aggregate if r[group] == panel and r["layer"] == layer]
+            if not rows:
+                continue
+            epoch = np.array([r["epoch"] for r in rows], dtype=float)
+            mean = np.array([r["ixt_mean"] for r in rows])
+            sd = np.nan_to_num(np.array([r["ixt_sd"] for r in rows]))
+            ax.plot(epoch, mean, linewidth=2, label=layer, **style)
+            ax.fill_between(epoch, mean - sd, mean + sd, color=style["color"], alpha=0.2, linewidth=0)
+        if ixt_max is not None:
+            ax.axhline(ixt_max, color="0.3", linestyle="--", linewidth=1, label=f"ln m = {ixt_max:.3f}")
+        _epoch_axis(ax, max_epoch)
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+        ax.set_ylabel("I(X;T) [nats]")
+        ax.set_title(str(panel), fontsize=9)
+        ax.legend(fontsize=7, loc="best")
+    fig.suptitle(f"{title}\nmean of {len(histories)} runs (thick), each run (thin), band ±1 sd across runs",
+                 fontsize=10)
+    return save_figure(fig, path)
+
+
+def write_seed_aggregate(out: Path, name: str, results: Sequence[dict], *, title: str,
+                         by: tuple[str, ...] = ("layer",), ixt_max: float | None = None,
+                         iyt_max: float | None = None) -> dict:
     """Write ``<name>_seeds.csv``/``.json``/``.png`` for the runs' results (each a dict
     with ``history``, ``config`` and ``interrupted``) and print a summary; returns
-    ``{"runs", "history" (the aggregate rows), "peaks", "files", "interrupted"}``."""
+    ``{"runs", "history" (the aggregate rows), "peaks", "files", "interrupted"}``.
+
+    The rows are grouped by ``by`` and epoch; with the default (per layer) the figure is
+    :func:`plot_seed_bands`, otherwise :func:`plot_grouped_bands` with a panel per value
+    of ``by[0]``.  ``ixt_max``/``iyt_max`` default to the first run's H(X) and H(Y)."""
     histories = [result["history"] for result in results if result["history"]]
-    aggregate = aggregate_histories(histories)
-    peaks = peaks_by_seed(histories)
+    aggregate = aggregate_histories(histories, by)
+    peaks = peaks_by_seed(histories, by)
     config = results[0]["config"]
+    ixt_max = config.get("input_entropy") if ixt_max is None else ixt_max
+    iyt_max = config.get("label_entropy") if iyt_max is None else iyt_max
     files = [write_csv(out / f"{name}_seeds.csv", aggregate)] if aggregate else []
     files.append(write_json(out / f"{name}_seeds.json", {
-        "experiment": name, "n_runs": len(results), "runs": [str(Path(f"seed_{i}")) for i in range(len(results))],
+        "experiment": name, "n_runs": len(results), "runs": [f"seed_{i}" for i in range(len(results))],
         "seed_entropy": [r["config"]["seed_entropy"] for r in results],
         "seed_spawn_key": [r["config"]["seed_spawn_key"] for r in results],
         "band": "mean ± 1 sample standard deviation across runs; min/max also given",
         "unit": "nats", "peaks": peaks, "aggregate": aggregate}))
     if aggregate:
-        files.append(plot_seed_bands(histories, aggregate, out / f"{name}_seeds.png", title=title,
-                                     ixt_max=config.get("input_entropy"), iyt_max=config.get("label_entropy")))
-    print(f"{name}: {len(results)} runs; peak of I(X;T) per layer across runs (epoch: min .. max; value: "
-          "min .. max nats)")
-    for layer in dict.fromkeys(p["layer"] for p in peaks):
-        mine = [p for p in peaks if p["layer"] == layer]
+        path = out / f"{name}_seeds.png"
+        if by == ("layer",):
+            files.append(plot_seed_bands(histories, aggregate, path, title=title, ixt_max=ixt_max, iyt_max=iyt_max))
+        else:
+            files.append(plot_grouped_bands(histories, aggregate, path, group=by[0], title=title, ixt_max=ixt_max))
+    print(f"{name}: {len(results)} runs; peak of I(X;T) across runs (epoch: min .. max; value: min .. max nats)")
+    for group in dict.fromkeys(tuple(p[key] for key in by) for p in peaks):
+        mine = [p for p in peaks if tuple(p[key] for key in by) == group]
         epochs = [p["peak_epoch"] for p in mine]
         values = [p["peak_ixt"] for p in mine]
         last = [p["last_ixt"] for p in mine]
-        print(f"  {layer:<8} peak epoch {min(epochs):>5} .. {max(epochs):<5}  peak {min(values):.3f} .. "
+        label = ", ".join(str(g) for g in group)
+        print(f"  {label:<30} peak epoch {min(epochs):>5} .. {max(epochs):<5}  peak {min(values):.3f} .. "
               f"{max(values):.3f}  last {min(last):.3f} .. {max(last):.3f}")
     print("  wrote: " + ", ".join(Path(f).name for f in files) + f" in {out}")
     return {"runs": list(results), "history": aggregate, "peaks": peaks, "files": files,

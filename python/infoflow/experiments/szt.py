@@ -90,7 +90,10 @@ def official_inputs(m: int, seed_sequence: np.random.SeedSequence) -> np.ndarray
 def seed_streams(seed: int | np.random.SeedSequence) -> dict[str, np.random.SeedSequence]:
     """Named, independent SeedSequences derived from ``seed`` (one per use)."""
     root = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    return dict(zip(_STREAMS, root.spawn(len(_STREAMS))))
+    # The children spawn() would give, built without advancing ``root``'s spawn counter, so
+    # that every call with the same root gives the same streams.
+    return {name: np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, i))
+            for i, name in enumerate(_STREAMS)}
 
 
 def run_seeds(seed: int, count: int) -> list[tuple[np.random.SeedSequence, int]]:
