@@ -262,7 +262,7 @@ def test_seeds_write_each_run_and_the_aggregate(tmp_path, szt_run):
         assert float(row["ixt_sd"]) == pytest.approx(np.std(values, ddof=1), abs=1e-12)
     saved = json.loads((tmp_path / "szt_seeds.json").read_text())
     assert saved["n_runs"] == 2 and len(saved["peaks"]) == 2 * len(LAYERS)
-    assert saved["seed_spawn_key"] == [[], []] and saved["seed_entropy"][1] != saved["seed_entropy"][0]
+    assert saved["seed_spawn_key"] == [[], [0x5EED, 1]] and saved["seed_entropy"] == ["0", "0"]
 
 
 def test_binning_seeds_aggregate_every_estimator(tmp_path):

@@ -232,6 +232,20 @@ def test_plane_record_save_load_plot(tmp_path, data):
         plot_information_plane([], tmp_path / "empty.png")
 
 
+def test_histories_written_before_the_r_convergence_columns_still_load_and_plot(tmp_path):
+    """A CSV with only the eight original columns loads with the new ones empty (None,
+    R unknown = 0) and plots without the R-convergence panels."""
+    path = tmp_path / "old.csv"
+    path.write_text("epoch,layer,width,ixt,ixt_stderr,iyt,iyt_stderr,unit\n"
+                    "0,noise1,10,8.3,0.01,0.69,0.01,nats\n5,noise1,10,8.2,0.01,0.68,,nats\n")
+    rows = InformationPlane.load_history(path)
+    assert [tuple(row) for row in rows] == [HISTORY_FIELDS] * 2
+    assert rows[0]["repeats"] == 0 and rows[0]["r_half"] is None and rows[0]["converged"] is None
+    assert rows[1]["ixt"] == 8.2 and math.isnan(rows[1]["iyt_stderr"])
+    plot_information_plane(rows, tmp_path / "old.png")
+    assert (tmp_path / "old.png").stat().st_size > 20_000
+
+
 def test_plane_same_seed_same_history(data):
     x, y = data
     histories = []

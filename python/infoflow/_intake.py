@@ -247,6 +247,11 @@ def make_rng(rng: Any) -> np.random.Generator:
         raise TypeError(f"rng: expected None, an int seed or a numpy.random.Generator, got {type(rng).__name__}")
     if isinstance(rng, (bool, np.bool_)):
         raise TypeError("rng: expected None, an int seed or a numpy.random.Generator, got bool")
+    if isinstance(rng, np.random.SeedSequence):
+        # A copy: spawning child streams (as the R-convergence levels do) advances a
+        # SeedSequence's counter, and the caller's must give the same result next time.
+        rng = np.random.SeedSequence(rng.entropy, spawn_key=rng.spawn_key, pool_size=rng.pool_size,
+                                     n_children_spawned=rng.n_children_spawned)
     try:
         return np.random.default_rng(rng)
     except ValueError as exc:  # e.g. a negative seed

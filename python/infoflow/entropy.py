@@ -63,7 +63,8 @@ def noise_entropy(dim, beta, *, base=None) -> float:
 
 def default_mc_samples(n: int) -> int:
     """The default K for n <= 65536 centres: enough Monte Carlo queries (n * K >= 65536)
-    for a stderr of a few thousandths of a nat per dimension; 1 beyond (where
+    for a stderr of a few thousandths of a nat without the control variate, far less
+    with it where the mixture is separated; 1 beyond (where
     :func:`mixture_entropy` draws a subset of 65536 centres instead)."""
     return max(1, math.ceil(DEFAULT_MC_QUERIES / n))
 
@@ -126,10 +127,19 @@ class _Moments:
 # components.
 #
 # Each half needs _MIN_HALF queries: b from m queries is a ratio whose denominator M2_CC
-# has a positive density near 0, so E|b| is infinite for m = 2 (the estimate would have no
-# mean, let alone an unbiased one) and E[b^2] for m = 3 (infinite variance).  With fewer
-# than 2 * _MIN_HALF queries the plain estimator is used.
-_MIN_HALF = 4
+# has a positive density near 0, so unclipped E|b| is infinite for m = 2 and E[b^2] for
+# m = 3, and in d = 1 E[1/M2_CC] diverges for small m too; with few queries the fit is
+# worth less than its noise.  Each half needs max(_MIN_HALF, _MIN_HALF_TIMES_D / d)
+# queries, else the plain estimator is used: in d = 1 (where C = (z^2 - 1)/2 is most
+# skewed) the control variate's spread measured 1.4x the plain one at 8 queries per half
+# and 1.07x at 32 (16 partly overlapping centres); in d = 2 at 16 per half, 0.7x.
+_MIN_HALF = 8
+_MIN_HALF_TIMES_D = 32
+# The fitted coefficient is clipped to this range (still a function of the other half
+# only, so the estimate stays unbiased): with few queries in low dimension M2_CC can be
+# tiny and b wild (d = 1, 8 queries: 3x the plain estimator's spread unclipped).  The best
+# b lies near 1 for separated components and between 0 and 1 otherwise.
+_B_RANGE = (0.0, 1.5)
 # |D| above which a query counts as a rare event in the continuity correction of the stderr:
 # its own component's posterior below 0.7, a query past about the midpoint to another
 # component.  (A lower threshold counts the many shallow queries whose |D| is small and
@@ -165,7 +175,7 @@ def _log_proportions(weights: np.ndarray, log_total: np.ndarray) -> tuple[np.nda
 def _cross_fitted(halves: tuple[_Moments, _Moments]) -> tuple[np.ndarray, np.ndarray]:
     """Estimate and stderr from the moments of (D, C) of the two halves (see above).
 
-    With b_h = M2_TC / M2_CC of half h (0 when M2_CC = 0 or fewer than 2 queries), half
+    With b_h = M2_TC / M2_CC of half h, clipped to _B_RANGE (0 when M2_CC = 0), half
     h's estimate is mean_T - b mean_C with b from the other half, and its variance
     (M2_TT - 2b M2_TC + b^2 M2_CC) / (N_h - 1); in terms of D = T - C and a = 1 - b:
     mean_D + a mean_C and (M2_DD + 2a M2_DC + a^2 M2_CC) / (N_h - 1).
@@ -183,7 +193,8 @@ def _cross_fitted(halves: tuple[_Moments, _Moments]) -> tuple[np.ndarray, np.nda
     for half in halves:
         fitted = (half.count > 1) & (half.m2_y > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            one_minus_b.append(np.where(fitted, -half.m_xy / np.where(fitted, half.m2_y, 1.0), 1.0))
+            b = np.where(fitted, 1.0 + half.m_xy / np.where(fitted, half.m2_y, 1.0), 0.0)
+        one_minus_b.append(1.0 - np.clip(b, *_B_RANGE))
     total = halves[0].count + halves[1].count
     value = np.zeros_like(total)
     spread = np.zeros_like(total)
@@ -295,16 +306,17 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
 
     ``control_variate`` (default): the mean of T_r = -ln g(q_r) corrected by the
     cross-fitted control variate C_r = |z_r|^2/2 - d/2 - ln(w_J/W) - H_w (mean 0), exactly
-    unbiased; the stderr (Monte Carlo error only) is that of the corrected terms, slightly
-    conservative for the stratified design.  With fewer than 8 queries, or False: the plain
-    mean of the T_r and sd/sqrt(N) (NaN for N = 1).  Both use the same draws.  Caveats on
-    the stderr: see the Notes of :func:`mixture_entropy`."""
+    unbiased; the stderr is that of the corrected terms with the corrections described in
+    the Notes of :func:`mixture_entropy`.  With fewer than 16 queries (64 in d = 1, 32 in
+    d = 2), or False: the plain
+    mean of the T_r and sd/sqrt(N) (NaN for N = 1).  Both use the same draws, and both
+    stderrs include a rounding allowance of 8 units in the last place of the value."""
     batch, n, d = c3.shape
     host_weights = None if weights is None else _backend.to_numpy(weights.data)
     plan = _query_plan(n, host_weights, k, n_queries, generator, batch)
     log_weight = log_total_weight(weights, n)
     log_total = 0.5 * d * math.log(2.0 * math.pi * beta * beta) + log_weight
-    plain = not control_variate or plan.count < 2 * _MIN_HALF
+    plain = not control_variate or plan.count < 2 * max(_MIN_HALF, math.ceil(_MIN_HALF_TIMES_D / d))
     if plain:
         moments = _Moments(batch)
     else:
@@ -421,13 +433,14 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     Estimate
         ``.value`` and ``.stderr`` in nats (or ``base`` units): floats for 2-D input,
         arrays of the batch shape otherwise.  The value is an unbiased estimate of the
-        mixture's entropy.  The standard error covers the Monte Carlo error only: the
-        sample standard deviation of the terms (:math:`T_r - bC_r`, each half with its own
-        b and mean; :math:`T_r` without the control variate or with N < 8) over sqrt(N):
-        exact for independent draws, slightly overstated when each centre is used
-        exactly K times or at most once (a stratified design has less variance).  It is
-        NaN when N = 1.  With the control variate it also counts one rare event more
-        than the draws saw, see Notes.
+        mixture's entropy.  The standard error covers the Monte Carlo error (and the
+        rounding of the value): the sample standard deviation of the terms
+        (:math:`T_r - bC_r`, each half with its own b and mean; :math:`T_r` without the
+        control variate or with N < 16, 32 in d = 2, 64 in d = 1) over sqrt(N), slightly
+        overstated when each
+        centre is used exactly K times or at most once (a stratified design has less
+        variance).  It is NaN when N = 1.  With the control variate it also counts one
+        rare event more than the draws saw, see Notes.
 
     See Also
     --------

@@ -47,7 +47,10 @@ __all__ = [
     "InformationPlane",
     "log_spaced_epochs",
     "plot_information_plane",
+    "layer_style",
+    "row_convergence",
     "HISTORY_FIELDS",
+    "CONVERGENCE_FIELDS",
 ]
 
 #: The R-convergence columns of a row (see :class:`LayerInformation`): R, the two previous
@@ -131,8 +134,20 @@ def convergence_columns(repeats: int, ixt: RConvergence | None, iyt: RConvergenc
             present = sequence is not None and len(sequence.values) >= back
             row[f"{key}_r_{suffix}"] = float(sequence.values[-back]) if present else None
             row[f"{key}_r_{suffix}_stderr"] = float(sequence.stderrs[-back]) if present else None
-    row["converged"] = _all_converged(ixt, iyt)
+    # None: nothing was checked (no sequence recorded), which is not the same as converged.
+    row["converged"] = None if ixt is None and iyt is None else _all_converged(ixt, iyt)
     return row
+
+
+def row_convergence(row: Mapping[str, Any], key: str) -> RConvergence | None:
+    """The R-convergence sequence of ``key`` (``"ixt"`` or ``"iyt"``) rebuilt from a flat
+    row (:data:`HISTORY_FIELDS`), or None when the row has no smaller level."""
+    if row.get("r_half") is None:
+        return None
+    levels = [(row.get("r_quarter"), "_r_quarter"), (row["r_half"], "_r_half"), (row["repeats"], "")]
+    levels = [(r, suffix) for r, suffix in levels if r is not None]
+    return RConvergence(tuple(int(r) for r, _ in levels), tuple(float(row[f"{key}{s}"]) for _, s in levels),
+                        tuple(float(row[f"{key}{s}_stderr"]) for _, s in levels), str(row.get("unit", "nats")))
 
 
 def _all_converged(*sequences: RConvergence | None) -> bool:
@@ -188,14 +203,14 @@ class InformationFlow(Sequence):
     def __str__(self) -> str:
         header = (f"Information flow over m = {self.n_inputs} inputs, R = {self.repeats} repeats, "
                   f"beta = {self.beta:g} (values in {self.unit}, ± 1 Monte Carlo standard error)")
-        lines = [header, f"{'layer':<12}{'width':>6}   {'I(X;T)':>18}   {'I(Y;T)':>18}   I(X;T) at R/4, R/2"]
+        lines = [header, f"{'layer':<12}{'width':>6}   {'I(X;T)':>18}   {'I(Y;T)':>18}   I(X;T) at smaller R"]
         for row in self.layers:
             ixt = f"{row.ixt:.4f} ± {row.ixt_stderr:.4f}"
             iyt = f"{row.iyt:.4f} ± {row.iyt_stderr:.4f}"
             sequence = row.ixt_convergence
             trend = ""
             if sequence is not None and len(sequence.values) > 1:
-                trend = ", ".join(f"{v:.4f}" for v in sequence.values[:-1])
+                trend = ", ".join(f"{v:.4f} (R={r})" for r, v in zip(sequence.repeats[:-1], sequence.values[:-1]))
                 trend += "" if row.converged else "  (still moving with R)"
             elif row.repeats == 1 and self.repeats > 1:
                 trend = "(deterministic given X: exact in R)"
@@ -375,7 +390,7 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
         CPU threads for the estimation kernels (default: all).
     convergence : bool
         Also estimate every layer from the first R/2 and R/4 samples of each input
-        (default True; no new forward passes, about 1.5 to 2 times the estimation time)
+        (default True; no new forward passes, but 1.7 to 3 times the estimation time)
         and report the sequences (``LayerInformation.ixt_convergence``, the ``*_r_half``
         and ``*_r_quarter`` columns of the CSV).  A layer whose estimate moved by more
         than 3 standard errors at the last halving of R gets an
@@ -421,9 +436,10 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
     >>> flow = information_flow(NoisyMLP([12, 10, 7, 5, 4, 3, 2]), x, y, rng=0)  # doctest: +SKIP
     >>> print(flow)  # doctest: +SKIP
     Information flow over m = 4096 inputs, R = 8 repeats, beta = 0.005 (values in nats, ...)
-    layer        width               I(X;T)               I(Y;T)   I(X;T) at R/4, R/2
+    layer        width               I(X;T)               I(Y;T)   I(X;T) at smaller R
     noise1          10      8.3178 ± 0.0000      0.6926 ± 0.0000   (deterministic given X: exact in R)
-    noise2           7      8.3138 ± 0.0052      0.6897 ± 0.0049   8.3142, 8.3154
+    noise2           7      8.3137 ± 0.0054      0.6897 ± 0.0049   8.3189 (R=2), 8.3210 (R=4)
+    noise3           5      7.8800 ± 0.0051      0.5135 ± 0.0049   7.9623 (R=2), 7.9128 (R=4)  (still moving with R)
     ...
     """
     import torch.nn as nn
@@ -779,7 +795,7 @@ def _write_history_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
 
 def _typed_row(row: Mapping[str, Any], path: Path, index: int) -> dict:
     # The R-convergence columns are optional, so that histories written before they
-    # existed still load (as None, R unknown = 0, converged True).
+    # existed still load (as None, R unknown = 0).
     missing = [key for key in HISTORY_FIELDS if key not in row and key not in CONVERGENCE_FIELDS]
     if missing:
         raise ValueError(f"path: row {index} of {path} lacks the column(s) {missing}")
@@ -790,9 +806,10 @@ def _typed_row(row: Mapping[str, Any], path: Path, index: int) -> dict:
     def optional(value, kind):
         return None if value is None or value == "" else kind(float(value))
 
+    converged = row.get("converged")
     typed = {"epoch": int(row["epoch"]), "layer": str(row["layer"]), "width": int(row["width"]),
              "unit": str(row["unit"]), "repeats": optional(row.get("repeats"), int) or 0,
-             "converged": str(row.get("converged", True)).lower() in ("true", "1")}
+             "converged": None if converged in (None, "", "None") else str(converged).lower() in ("true", "1")}
     for key in ("ixt", "ixt_stderr", "iyt", "iyt_stderr"):
         typed[key] = number(row[key])
     for key in ("r_half", "r_quarter"):
@@ -869,17 +886,14 @@ def _convergence_panels(axes, layers: dict, history: Sequence[Mapping[str, Any]]
     for ax, (key, symbol) in zip(axes, (("ixt", "I(X;T)"), ("iyt", "I(Y;T)"))):
         levels_seen = set()
         for index, name in enumerate(layers):
-            row = rows.get(name)
-            if row is None or row.get("r_half") is None:
+            sequence = None if name not in rows else row_convergence(rows[name], key)
+            if sequence is None:
                 continue  # deterministic given X, or no sequence recorded
-            style = layer_style(index)
-            levels = [(r, suffix) for r, suffix in ((row.get("r_quarter"), "_r_quarter"), (row["r_half"], "_r_half"),
-                                                    (row["repeats"], "")) if r is not None]
-            levels_seen.update(r for r, _ in levels)
-            at_r, se_r = row[key], row[f"{key}_stderr"]
-            shift = [row[f"{key}{suffix}"] - at_r for _, suffix in levels]
-            err = [math.hypot(row[f"{key}{suffix}_stderr"], se_r) if suffix else se_r for _, suffix in levels]
-            ax.errorbar([r for r, _ in levels], shift, yerr=err, capsize=2, label=name, **style)
+            levels_seen.update(sequence.repeats)
+            at_r, se_r = sequence.values[-1], sequence.stderrs[-1]
+            shift = [value - at_r for value in sequence.values]
+            err = [math.hypot(se, se_r) for se in sequence.stderrs[:-1]] + [se_r]
+            ax.errorbar(sequence.repeats, shift, yerr=err, capsize=2, label=name, **layer_style(index))
         ax.axhline(0.0, color="0.3", linewidth=0.8)
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_locator(FixedLocator(sorted(levels_seen)))

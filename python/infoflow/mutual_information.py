@@ -154,7 +154,7 @@ class _Layer:
         head = np.ascontiguousarray(head) if isinstance(head, np.ndarray) else head.contiguous()
         child = _Layer(_stack(self.arr, head), self.beta, self.k_user, self.queries, self.max_centers,
                        generator, self.threads)
-        child.ordered = self.ordered
+        child.ordered = self.ordered and r > 1  # at r = 1 the pooled rows get merged (np.unique reorders)
         pooled = self.pooled
         keep = np.flatnonzero(self.repeat_of < r)
         child._pooled = _take(pooled, keep)
@@ -233,8 +233,9 @@ def warn_if_unconverged(quantity: str, sequence: RConvergence, where: str = "", 
     multiple = abs(sequence.shift) / sequence.shift_stderr if sequence.shift_stderr > 0 else math.inf
     warnings.warn(f"{where}{_SYMBOLS[quantity]} still moves with R (samples per input): {prev:.4f} at R = "
                   f"{r_prev}, {last:.4f} at R = {r} {sequence.unit}, a shift of {multiple:.1f} standard errors "
-                  f"(> {R_SHIFT_TOLERANCE:g}); the plug-in bias of h(T|X) has not settled, more samples "
-                  f"per input would lower the value", RConvergenceWarning, stacklevel=stacklevel + 1)
+                  f"(> {R_SHIFT_TOLERANCE:g}); the plug-in bias of the conditional entropies has not "
+                  f"settled, and more samples per input would likely {'lower' if last < prev else 'raise'} "
+                  "the value further", RConvergenceWarning, stacklevel=stacklevel + 1)
 
 
 def _information(layer: _Layer, inverse: np.ndarray, counts: np.ndarray, which: tuple[str, ...]) -> dict:
@@ -375,8 +376,10 @@ def mi_xt(samples, beta, *, mc_samples=None, mc_queries=None, max_centers=None, 
         no new samples; default True) and attach the sequence as ``.convergence``
         (:class:`~infoflow.estimate.RConvergence`), warning with
         :class:`~infoflow.estimate.RConvergenceWarning` when the last halving of R moved
-        the value by more than 3 standard errors.  It costs about 1.5 to 2 times the
-        estimate at R alone; the value at R is the same either way.
+        the value by more than 3 standard errors.  Each level gets the full query budget
+        (so that its error bar is comparable), so the sequence costs 1.7 to 3 times the
+        estimate at R alone (more where the cost is in the queries rather than the
+        centres); the value at R is the same either way.
 
     Returns
     -------
@@ -471,8 +474,10 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_center
         no new samples; default True) and attach the sequence as ``.convergence``
         (:class:`~infoflow.estimate.RConvergence`), warning with
         :class:`~infoflow.estimate.RConvergenceWarning` when the last halving of R moved
-        the value by more than 3 standard errors.  It costs about 1.5 to 2 times the
-        estimate at R alone; the value at R is the same either way.
+        the value by more than 3 standard errors.  Each level gets the full query budget
+        (so that its error bar is comparable), so the sequence costs 1.7 to 3 times the
+        estimate at R alone (more where the cost is in the queries rather than the
+        centres); the value at R is the same either way.
 
     Returns
     -------

@@ -283,18 +283,13 @@ def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_siz
                    fine_bin=fine_bin, max_halvings=max_halvings, beta=beta, repeats=repeats,
                    max_centers=max_centers, mc_samples=mc_samples, noisy_csv=noisy_csv, progress=progress,
                    num_threads=num_threads)
-    with torch_threads(num_threads) as kernel_threads:
-        if count == 1:
-            return _run(out, root=runs[0][0], torch_seed=runs[0][1], seed_label=str(seed),
-                        kernel_threads=kernel_threads, **options)
-        results = []
-        for i, (root, torch_seed) in enumerate(runs):
-            results.append(_run(output_dir(out / f"seed_{i}"), root=root, torch_seed=torch_seed,
-                                seed_label=f"{seed} run {i}", kernel_threads=kernel_threads, **options))
-            if results[-1]["interrupted"]:
-                break
-    from .seeds import write_seed_aggregate
+    from .seeds import run_each, write_seed_aggregate
 
+    with torch_threads(num_threads) as kernel_threads:
+        results = run_each(out, seed, runs, lambda folder, root, torch_seed, label: _run(
+            folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=kernel_threads, **options))
+    if count == 1:
+        return results[0]
     return write_seed_aggregate(
         out, "binning", [{**r, "history": r["over_epochs"]} for r in results], by=("estimator", "layer"),
         title=f"Binning the deterministic SZT net ({activation}) vs the noisy twin: {len(results)} runs from "
@@ -333,9 +328,12 @@ def _run(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, m
         Trainer(deterministic, split, lr=lr, batch_size=batch_size, streams=seed_streams(root)),
         None if twin is None else Trainer(twin, split, lr=lr, batch_size=batch_size, streams=seed_streams(root)))
     if twin is not None:
+        # Panel (d) shows the values only: no R-convergence sequence (the szt experiment
+        # records it for the same network).
         twin_plane = InformationPlane(twin, x, y, max_epoch=epochs, n_points=n_points, repeats=repeats,
                                       mc_samples=mc_samples, max_centers=max_centers,
-                                      rng=np.random.default_rng(streams["estimates"]), num_threads=kernel_threads)
+                                      rng=np.random.default_rng(streams["estimates"]), num_threads=kernel_threads,
+                                      convergence=False)
     schedule = log_spaced_epochs(epochs, n_points)
     binned: list[dict] = []
 
@@ -398,8 +396,8 @@ def _summary(vs_size, over_epochs, config, limits) -> str:
         for name in dict.fromkeys(r["layer"] for r in vs_size):
             rows = sorted((r for r in vs_size if r["layer"] == name), key=lambda r: -r["bin_size"])
             info = limits[name]
-            lines.append(f"  {name:<8} {rows[0]['ixt']:6.3f} -> {rows[-1]['ixt']:6.3f}   (limit {info['limit_nats']:.3f},"
-                         f" {info['distinct_rows']} distinct rows)")
+            lines.append(f"  {name:<8} {rows[0]['ixt']:6.3f} -> {rows[-1]['ixt']:6.3f}   "
+                         f"(limit {info['limit_nats']:.3f}, {info['distinct_rows']} distinct rows)")
     for estimator in dict.fromkeys(r["estimator"] for r in over_epochs):
         rows = [r for r in over_epochs if r["estimator"] == estimator]
         last = max(r["epoch"] for r in rows)

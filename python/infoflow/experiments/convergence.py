@@ -7,8 +7,9 @@ uniform on the :math:`2^d` corners of :math:`\{-1, 1\}^d`.  Two estimators:
   mixture centred at n samples of S ~ P, :math:`h(\hat P_{S^n} * \varphi_\beta)`, which
   uses that the noise is known.  Its error is the plug-in error
   :math:`O((\log n)^{d/4}/\sqrt n)` plus the Monte Carlo error of computing the mixture
-  entropy (reported as ``sp_mc_stderr``; the default about 65536 queries put it at a few
-  thousandths of a nat, the floor the SP curve reaches at large n for small d);
+  entropy (reported as ``sp_mc_stderr``; the default about 65536 queries, with the
+  control variate, put it at a few thousandths of a nat or far less where the mixture is
+  separated: the floor the SP curve reaches at large n for small d);
 * Kozachenko–Leonenko (:func:`knn_entropy`, k = 1): the generic nearest-neighbour
   estimator applied to n samples of T = S + Z, which does not know the noise.
 

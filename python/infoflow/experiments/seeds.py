@@ -1,7 +1,7 @@
 """Many seeds of one experiment: the spread across runs, as data and as a banded figure.
 
-A single training run's information curve is an anecdote: four seeds of the SZT setup
-put the peak of I(X;T) of one layer anywhere from epoch ~400 to ~2700.  This module
+A single training run's information curve is an anecdote: independent seeds of the same
+setup put the peak of I(X;T) of a layer at quite different epochs.  This module
 takes the histories of independent runs (rows ``epoch, layer, ixt, iyt, ...`` as written
 by :class:`infoflow.flow.InformationPlane`) and writes, per layer and epoch, the mean,
 the standard deviation and the range across the runs, with a figure that draws every run
@@ -18,9 +18,27 @@ import numpy as np
 
 from .._output import new_figure, save_figure, write_csv, write_json
 
-__all__ = ["aggregate_histories", "peaks_by_seed", "plot_seed_bands", "plot_grouped_bands", "write_seed_aggregate"]
+__all__ = ["run_each", "aggregate_histories", "peaks_by_seed", "plot_seed_bands", "plot_grouped_bands",
+           "write_seed_aggregate"]
 
 _QUANTITIES = ("ixt", "iyt")
+
+
+def run_each(out: Path, seed: int, runs: Sequence[tuple], run_one) -> list[dict]:
+    """Call ``run_one(folder, root, torch_seed, label)`` for each (root SeedSequence,
+    torch seed) of ``runs`` (see :func:`infoflow.experiments.szt.run_seeds`): into
+    ``out`` itself for a single run, else into ``out/seed_<i>``.  Stops after a run that
+    was interrupted (Ctrl-C); returns the results so far."""
+    from .._output import output_dir
+
+    if len(runs) == 1:
+        return [run_one(out, runs[0][0], runs[0][1], str(seed))]
+    results = []
+    for i, (root, torch_seed) in enumerate(runs):
+        results.append(run_one(output_dir(out / f"seed_{i}"), root, torch_seed, f"{seed} run {i}"))
+        if results[-1]["interrupted"]:
+            break
+    return results
 
 
 def aggregate_histories(histories: Sequence[Sequence[dict]], by: tuple[str, ...] = ("layer",)) -> list[dict]:
@@ -175,13 +193,17 @@ def write_seed_aggregate(out: Path, name: str, results: Sequence[dict], *, title
 
     The rows are grouped by ``by`` and epoch; with the default (per layer) the figure is
     :func:`plot_seed_bands`, otherwise :func:`plot_grouped_bands` with a panel per value
-    of ``by[0]``.  ``ixt_max``/``iyt_max`` default to the first run's H(X) and H(Y)."""
+    of ``by[0]``.  ``ixt_max``/``iyt_max`` default to the runs' mean H(X) and H(Y)."""
     histories = [result["history"] for result in results if result["history"]]
     aggregate = aggregate_histories(histories, by)
     peaks = peaks_by_seed(histories, by)
-    config = results[0]["config"]
-    ixt_max = config.get("input_entropy") if ixt_max is None else ixt_max
-    iyt_max = config.get("label_entropy") if iyt_max is None else iyt_max
+
+    def mean_of(key):  # H(X) differs between runs when each draws its own inputs
+        values = [r["config"][key] for r in results if r["config"].get(key) is not None]
+        return float(np.mean(values)) if values else None
+
+    ixt_max = mean_of("input_entropy") if ixt_max is None else ixt_max
+    iyt_max = mean_of("label_entropy") if iyt_max is None else iyt_max
     files = [write_csv(out / f"{name}_seeds.csv", aggregate)] if aggregate else []
     files.append(write_json(out / f"{name}_seeds.json", {
         "experiment": name, "n_runs": len(results), "runs": [f"seed_{i}" for i in range(len(results))],

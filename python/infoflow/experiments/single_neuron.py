@@ -204,16 +204,18 @@ def exact_mi(w: float, beta: float, probabilities=None) -> float:
 # The SP estimate from samples
 # ---------------------------------------------------------------------------------------
 
-def sample_inputs(n: int, rng, *, balanced: bool = False) -> np.ndarray:
+def sample_inputs(n: int, rng, *, balanced: bool = True) -> np.ndarray:
     """n draws of X, uniform on {-3, -1, 1, 3}.
 
-    With ``balanced=True`` (n a multiple of 4) each value appears exactly n/4 times, so the
-    empirical distribution is exactly uniform and the estimate has no plug-in error.
+    With ``balanced=True`` (the default; n a multiple of 4) each value appears exactly n/4
+    times, so the empirical distribution is exactly uniform and the estimate has no
+    plug-in error; ``balanced=False`` draws i.i.d.
     """
     generator = make_rng(rng)
     if balanced:
         if n % len(X_VALUES):
-            raise ValueError(f"n_samples: balanced sampling needs a multiple of 4, got {n}")
+            raise ValueError(f"n_samples: balanced draws (n/4 of each input) need a multiple of 4, got {n}; "
+                             "for i.i.d. draws pass balanced=False (--iid)")
         return generator.permutation(np.repeat(X_VALUES, n // len(X_VALUES)))
     return generator.choice(X_VALUES, size=n)
 
@@ -377,6 +379,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta", type=float, default=0.05, help="noise standard deviation (default 0.05)")
     parser.add_argument("--samples", dest="n_samples", type=int, default=400,
                         help="draws of X used by the SP estimate (default 400)")
+    parser.add_argument("--balanced", dest="balanced", action="store_true", default=True,
+                        help="exactly n/4 draws of each input (the default; kept for older command lines)")
     parser.add_argument("--iid", dest="balanced", action="store_false",
                         help="i.i.d. draws of X (default: exactly n/4 of each input, so the samples' law is the "
                              "uniform law and the large-w limit is H(1/4))")

@@ -58,6 +58,8 @@ DEFAULT_POINTS = 20
 # Independent random streams derived from the one seed (numpy SeedSequence children;
 # new names go at the end, so that the earlier streams stay what they were).
 _STREAMS = ("split", "shuffle", "eval-noise", "estimates", "inputs")
+# The spawn-key branch of the runs i >= 1 of --seeds (the named streams use one-element keys).
+_RUNS_KEY = 0x5EED
 
 #: The protocols of ``infoflow reproduce szt --protocol``: ours (all 4096 distinct inputs)
 #: and that of the paper's code (kgreenewald/smoothMI).
@@ -101,7 +103,9 @@ def run_seeds(seed: int, count: int) -> list[tuple[np.random.SeedSequence, int]]
 
     Run 0 is the single run of ``seed`` itself (``SeedSequence(seed)`` and
     ``torch.manual_seed(seed)``), so ``--seeds 4`` includes the default run; run i >= 1
-    is ``SeedSequence([seed, i])``, an independent stream, with a torch seed drawn from it.
+    is ``SeedSequence(seed, spawn_key=(_RUNS_KEY, i))``, an independent stream in its own
+    branch of ``seed``'s tree (no other seed's streams can coincide with it), with a torch
+    seed drawn from it.
     """
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed: expected an integer, got {type(seed).__name__}")
@@ -109,7 +113,7 @@ def run_seeds(seed: int, count: int) -> list[tuple[np.random.SeedSequence, int]]
         raise ValueError(f"seed: expected an integer >= 0, got {seed}")
     runs = [(np.random.SeedSequence(seed), int(seed))]
     for i in range(1, count):
-        root = np.random.SeedSequence([seed, i])
+        root = np.random.SeedSequence(seed, spawn_key=(_RUNS_KEY, i))
         runs.append((root, _torch_seed(root)))
     return runs
 
@@ -295,6 +299,8 @@ def _check_options(epochs, beta, activation, repeats, n_points, lr, batch_size) 
 
 def _summary(history, training, config) -> str:
     """A few lines: training outcome and, per layer, I(X;T) at the start, peak and end."""
+    from ..flow import row_convergence
+
     lines = [f"szt ({config['protocol']} protocol, seed {config['seed_label']}): {config['epochs_completed']} of "
              f"{config['epochs']} epochs{' (interrupted)' if config['interrupted'] else ''} "
              f"in {config['seconds']:.0f} s"]
@@ -311,11 +317,15 @@ def _summary(history, training, config) -> str:
             peak = max(rows, key=lambda r: r["ixt"])
             lines.append(f"  {name:<8} {rows[0]['ixt']:6.3f} -> {peak['ixt']:6.3f} ({peak['epoch']:>5}) -> "
                          f"{rows[-1]['ixt']:6.3f}   I(Y;T) {rows[-1]['iyt']:.3f}")
-        moving = sum(not row["converged"] for row in history)
-        if moving:
-            lines.append(f"  R-convergence: {moving} of {len(history)} estimates moved by more than 3 standard "
-                         f"errors between R/2 and R = {config['repeats']} (columns ixt_r_half, ixt_r_quarter): "
-                         "there, the values at R are upper estimates of I(X;T)")
+        for key, symbol in (("ixt", "I(X;T)"), ("iyt", "I(Y;T)")):
+            sequences = [s for s in (row_convergence(row, key) for row in history) if s is not None]
+            moved = [s for s in sequences if not s.converged()]
+            if moved:
+                falling = sum(s.shift < 0 for s in moved)
+                lines.append(f"  R-convergence of {symbol}: {len(moved)} of {len(sequences)} estimates moved by more "
+                             f"than 3 standard errors between R/2 and R = {config['repeats']} ({falling} down, "
+                             f"{len(moved) - falling} up; columns {key}_r_half, {key}_r_quarter): more samples "
+                             "per input would change them")
     return "\n".join(lines)
 
 
@@ -325,6 +335,9 @@ def _protocol_settings(protocol, epochs, repeats, n_points, mc_samples, mc_queri
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol: expected one of {PROTOCOLS}, got {protocol!r}")
     if protocol == "official":
+        if epochs is not None and epochs > OFFICIAL_LAST_EPOCH:
+            raise ValueError(f"epochs: the official protocol's schedule ends at epoch {OFFICIAL_LAST_EPOCH}, "
+                             f"got {epochs}")
         if n_points is not None:
             raise ValueError("n_points: the official protocol estimates at its own 84 epochs "
                              "(unique(round(logspace(0, log10(9999), 100)))); leave n_points out")
@@ -354,7 +367,7 @@ def run(out_dir, *, protocol="ours", seeds=1, epochs=None, beta=0.005, activatio
         Training is the same in both.
     seeds : int
         Number of independent runs (default 1).  Run 0 is the run of ``seed`` itself;
-        run i >= 1 uses the independent stream ``SeedSequence([seed, i])``
+        run i >= 1 an independent stream derived from ``seed``
         (:func:`run_seeds`).  Their mean and spread per layer and epoch are written as
         ``szt_seeds.csv``/``.json`` and drawn in ``szt_seeds.png``.
     epochs : int, optional
@@ -376,13 +389,13 @@ def run(out_dir, *, protocol="ours", seeds=1, epochs=None, beta=0.005, activatio
     max_centers, mc_samples, mc_queries : int, optional
         Estimator options (see :func:`infoflow.flow.information_flow`); default: all
         centres (a subset biases h(T) down) and 65536 Monte Carlo queries per entropy
-        (8192 for the official protocol, see :data:`OFFICIAL_MC_QUERIES`).
+        (4096 for the official protocol, see :data:`OFFICIAL_MC_QUERIES`).
     seed : int
         Seeds everything: ``torch.manual_seed`` (initial weights, training noise), and
         independent streams derived from it for the split, the minibatch order, the
         evaluation noise, the estimates and the official protocol's inputs.
     convergence : bool
-        Record the R-convergence sequences (default True; about 1.5 to 2 times the
+        Record the R-convergence sequences (default True; 1.7 to 3 times the
         estimation time).
     progress : bool
         Show a progress bar over the epochs.
@@ -413,28 +426,27 @@ def run(out_dir, *, protocol="ours", seeds=1, epochs=None, beta=0.005, activatio
                    n_points=n_points, lr=lr, batch_size=batch_size, max_centers=max_centers,
                    mc_samples=mc_samples, mc_queries=mc_queries, convergence=bool(convergence), progress=progress,
                    num_threads=num_threads)
-    with torch_threads(num_threads) as kernel_threads:
-        if count == 1:
-            return _run(out, root=runs[0][0], torch_seed=runs[0][1], seed_label=str(seed),
-                        kernel_threads=kernel_threads, **options)
-        results = []
-        for i, (root, torch_seed) in enumerate(runs):
-            result = _run(output_dir(out / f"seed_{i}"), root=root, torch_seed=torch_seed,
-                          seed_label=f"{seed} run {i}", kernel_threads=kernel_threads, **options)
-            results.append(result)
-            if result["interrupted"]:
-                break
-    from .seeds import write_seed_aggregate
+    from .seeds import run_each, write_seed_aggregate
 
+    with torch_threads(num_threads) as kernel_threads:
+        results = run_each(out, seed, runs, lambda folder, root, torch_seed, label: _run(
+            folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=kernel_threads, **options))
+    if count == 1:
+        return results[0]
     return write_seed_aggregate(out, "szt", results, title=_title(results[0]["config"], len(results)))
 
 
 def _title(config: dict, n_seeds: int) -> str:
     """The figure title: network, protocol, beta, inputs, R, epochs, seeds."""
-    seeds = f"{n_seeds} seeds" if n_seeds > 1 else f"seed {config['seed_label']}"
+    seeds = f"{n_seeds} runs" if n_seeds > 1 else f"seed {config['seed_label']}"
+    if config["protocol"] == "official":
+        distinct = "each run its own" if n_seeds > 1 else f"{config['n_distinct_inputs']} distinct,"
+        inputs = f"m = {config['n_inputs']} inputs drawn with replacement ({distinct} H(X) = " \
+                 f"{config['input_entropy']:.2f} nats{' in run 0' if n_seeds > 1 else ''})"
+    else:
+        inputs = f"m = {config['n_inputs']} distinct inputs"
     return (f"SZT 12-10-7-5-4-3-2 {config['activation']}, {config['protocol']} protocol: beta = {config['beta']:g}, "
-            f"m = {config['n_inputs']} inputs ({config['n_distinct_inputs']} distinct), R = {config['repeats']}, "
-            f"{config['epochs_completed']} epochs, {seeds}")
+            f"{inputs}, R = {config['repeats']}, {config['epochs_completed']} epochs, {seeds}")
 
 
 def _run(out: Path, *, protocol, epochs, beta, activation, repeats, n_points, lr, batch_size, max_centers,
@@ -518,8 +530,8 @@ def _empty_training(out: Path) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The command-line options of ``infoflow reproduce szt``."""
     parser.add_argument("--protocol", choices=PROTOCOLS, default="ours",
-                        help="ours (default): all 4096 distinct inputs, R = 16, 20 epochs; official: the paper's "
-                             "code, 4096 inputs drawn with replacement, R = 1000, 84 log-spaced epochs")
+                        help="ours (default): all 4096 distinct inputs, R = 16, 20 estimate epochs; official: the "
+                             "paper's code, 4096 inputs drawn with replacement, R = 1000, 84 estimate epochs")
     parser.add_argument("--seeds", type=int, default=1,
                         help="independent runs from --seed, with mean and spread across them (default 1)")
     parser.add_argument("--epochs", type=int, default=None,
