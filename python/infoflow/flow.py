@@ -857,7 +857,8 @@ def layer_style(index: int) -> dict:
 def _epoch_axis(ax, max_epoch: float) -> None:
     """An epoch axis that reads well at any length: linear with integer ticks up to 30
     epochs; beyond, logarithmic above epoch 1 and linear below (symlog, so that epoch 0,
-    the initial weights, has a place), with ticks at 0, 1, 2, 5, 10, 20, 50, ..."""
+    the initial weights, has a place), with labels at 0, 1, 2, 5, 10, 20, 50, ... up to
+    300 epochs and at 0, 1, 10, 100, ... beyond."""
     from matplotlib.ticker import FixedLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
     if max_epoch <= 30:
@@ -867,8 +868,13 @@ def _epoch_axis(ax, max_epoch: float) -> None:
     else:
         ax.set_xscale("symlog", linthresh=1.0, linscale=0.5)
         ax.set_xlim(0, max_epoch * 1.15)
-        ticks = [0.0] + [m * 10.0**p for p in range(int(math.log10(max_epoch)) + 1) for m in (1, 2, 5)]
-        ax.xaxis.set_major_locator(FixedLocator([t for t in ticks if t <= max_epoch * 1.15]))
+        # Labels at 1-2-5 steps while they fit (up to a few hundred epochs), at the powers
+        # of ten beyond, where the 1-2-5 steps stay as unlabelled minor ticks.
+        decades = range(int(math.log10(max_epoch)) + 1)
+        steps = [m * 10.0**p for p in decades for m in (1, 2, 5)]
+        major = [0.0] + (steps if max_epoch <= 300 else [10.0**p for p in decades])
+        ax.xaxis.set_major_locator(FixedLocator([t for t in major if t <= max_epoch * 1.15]))
+        ax.xaxis.set_minor_locator(FixedLocator([t for t in steps if t <= max_epoch * 1.15]))
         ax.xaxis.set_major_formatter(ScalarFormatter())
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("epoch (log scale above 1)")
