@@ -44,9 +44,14 @@ def test_concurrent_python_threads(rng):
 
 INTERRUPT_SCRIPT = textwrap.dedent(
     """
+    import signal
     import sys
     import numpy as np
     import infoflow
+    # Python installs its Ctrl-C handler only if SIGINT is not ignored at startup, and a
+    # job started in the background (``cmd &`` in a script) inherits SIGINT ignored: make
+    # this child behave as an interactive Python does, whatever launched the tests.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     x = np.random.default_rng(0).uniform(-1, 1, (200_000, 64)).astype(np.float32)
     print("started", flush=True)
     infoflow.gaussian_lse(x, x, 1.0, num_threads=int(sys.argv[1]))  # ~20 s of work
