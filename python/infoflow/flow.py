@@ -881,6 +881,36 @@ def _epoch_axis(ax, max_epoch: float) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
+def finish_epoch_panel(ax, max_epoch: float, symbol: str, unit: str, bound: float | None, bound_name: str,
+                       title: str, fontsize: float = 10) -> None:
+    """The common finish of a panel of ``symbol`` against epoch: the bound dashed (when
+    given), the epoch axis, 0 shown, labels, title and legend."""
+    if bound is not None:
+        ax.axhline(bound, color="0.3", linestyle="--", linewidth=1, label=f"{bound_name} = {bound:.3f}")
+    _epoch_axis(ax, max_epoch)
+    # Mutual information is >= 0: showing 0 keeps magnitudes honest and leaves room below
+    # the curves for the legend.
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.set_ylim(top=ax.get_ylim()[1] * 1.02)
+    ax.set_ylabel(f"{symbol} [{unit}]")
+    ax.set_title(title, fontsize=fontsize)
+    ax.legend(fontsize=fontsize - 2, loc="best")
+
+
+def finish_plane(ax, unit: str, ixt_max: float | None, iyt_max: float | None, title: str,
+                 fontsize: float = 10) -> None:
+    """The common finish of an information plane: the H(X) and H(Y) bounds dashed (when
+    given), axis labels, title and grid."""
+    if ixt_max is not None:
+        ax.axvline(ixt_max, color="0.3", linestyle="--", linewidth=1)
+    if iyt_max is not None:
+        ax.axhline(iyt_max, color="0.3", linestyle="--", linewidth=1)
+    ax.set_xlabel(f"I(X;T) [{unit}]")
+    ax.set_ylabel(f"I(Y;T) [{unit}]")
+    ax.set_title(title, fontsize=fontsize)
+    ax.grid(True, alpha=0.3)
+
+
 def _convergence_panels(axes, layers: dict, history: Sequence[Mapping[str, Any]], unit: str) -> None:
     """For I(X;T) and I(Y;T): the estimates at R/4 and R/2 minus the one at R, against R,
     at the last recorded epoch, one line per layer (±1 stderr of the difference).  A line
@@ -972,16 +1002,8 @@ def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=N
             value, err = data[key], data[key + "_stderr"]
             ax.plot(data["epoch"], value, label=f"{name} (d={data['width']})", **style)
             ax.fill_between(data["epoch"], value - err, value + err, color=style["color"], alpha=0.25, linewidth=0)
-        if bound is not None:
-            ax.axhline(bound, color="0.3", linestyle="--", linewidth=1, label=f"{bound_name} = {bound:.3f}")
-        _epoch_axis(ax, max_epoch)
-        # Mutual information is >= 0: showing 0 keeps magnitudes honest and leaves room
-        # below the curves for the legend.
-        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
-        ax.set_ylim(top=ax.get_ylim()[1] * 1.02)
-        ax.set_ylabel(f"{symbol} [{unit}]")
-        ax.set_title(f"{symbol} per layer over training (band: ±1 std. error)", fontsize=10)
-        ax.legend(fontsize=8, loc="best")
+        finish_epoch_panel(ax, max_epoch, symbol, unit, bound, bound_name,
+                           f"{symbol} per layer over training (band: ±1 std. error)")
 
     norm = SymLogNorm(linthresh=1.0, linscale=0.5, vmin=0.0, vmax=max(1.0, max_epoch))
     cmap = colormaps["viridis"]
@@ -995,15 +1017,10 @@ def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=N
                       s=style["markersize"] ** 2 * 1.6, edgecolors=style["color"], linewidths=1.0, zorder=2 + index)
         handles.append(Line2D([], [], color=style["color"], marker=style["marker"], linestyle=style["linestyle"],
                               markerfacecolor="white", label=f"{name} (d={data['width']})"))
-    if ixt_max is not None:
-        plane.axvline(ixt_max, color="0.3", linestyle="--", linewidth=1)
+    if ixt_max is not None or iyt_max is not None:
         handles.append(Line2D([], [], color="0.3", linestyle="--", label="H(X) / H(Y) bounds"))
-    if iyt_max is not None:
-        plane.axhline(iyt_max, color="0.3", linestyle="--", linewidth=1)
-    plane.set_xlabel(f"I(X;T) [{unit}]")
-    plane.set_ylabel(f"I(Y;T) [{unit}]")
-    plane.set_title("Information plane: one trajectory per layer, colour = epoch, bars ±1 std. error", fontsize=10)
-    plane.grid(True, alpha=0.3)
+    finish_plane(plane, unit, ixt_max, iyt_max,
+                 "Information plane: one trajectory per layer, colour = epoch, bars ±1 std. error")
     plane.legend(handles=handles, fontsize=8, loc="best")
     colorbar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=plane)
     colorbar.set_label("epoch")

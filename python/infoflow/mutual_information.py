@@ -470,14 +470,7 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_center
     num_threads : int, optional
         CPU threads for the kernel (default: all).
     convergence : bool
-        Also estimate from the first R/2 and R/4 samples of every input (nested subsets,
-        no new samples; default True) and attach the sequence as ``.convergence``
-        (:class:`~infoflow.estimate.RConvergence`), warning with
-        :class:`~infoflow.estimate.RConvergenceWarning` when the last halving of R moved
-        the value by more than 3 standard errors.  Each level gets the full query budget
-        (so that its error bar is comparable), so the sequence costs 1.7 to 3 times the
-        estimate at R alone (more where the cost is in the queries rather than the
-        centres); the value at R is the same either way.
+        The R-convergence sequence, as in :func:`mi_xt` (default True).
 
     Returns
     -------

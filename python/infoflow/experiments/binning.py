@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._output import new_figure, output_dir, save_figure, stoppable, write_csv, write_json
-from .szt import (DEFAULT_EPOCHS, DEFAULT_POINTS, WIDTHS, Trainer, run_training, seed_streams, split_dataset,
-                  torch_threads)
+from .._output import new_figure, save_figure, stoppable, write_csv, write_json
+from .szt import DEFAULT_EPOCHS, DEFAULT_POINTS, WIDTHS, Trainer, run_training, seed_streams, split_dataset
 
 __all__ = ["run", "add_arguments", "dyadic_bin_sizes"]
 
@@ -267,28 +266,22 @@ def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_siz
         ``vs_bin_size`` and ``over_epochs`` rows, ``config``, ``files``, ``interrupted``.
     """
     from .._intake import positive_int, positive_real
-    from .szt import _check_options, run_seeds
+    from .szt import _check_options
 
     _check_options(epochs, beta, activation, repeats, n_points, lr, batch_size)
     positive_real(fine_bin, "fine_bin")
     positive_int(max_halvings, "max_halvings", allow_none=False)
-    count = positive_int(seeds, "seeds", allow_none=False)
-    if count > 1 and noisy_csv is not None:
+    if noisy_csv is not None and positive_int(seeds, "seeds", allow_none=False) > 1:
         raise ValueError("seeds: a noisy_csv is one run's history; train the twins (no noisy_csv) for many seeds")
-    if num_threads is not None:
-        positive_int(num_threads, "num_threads")
-    runs = run_seeds(seed, count)
-    out = output_dir(out_dir)
     options = dict(epochs=int(epochs), activation=activation, lr=lr, batch_size=batch_size, n_points=n_points,
                    fine_bin=fine_bin, max_halvings=max_halvings, beta=beta, repeats=repeats,
                    max_centers=max_centers, mc_samples=mc_samples, noisy_csv=noisy_csv, progress=progress,
                    num_threads=num_threads)
     from .seeds import run_each, write_seed_aggregate
 
-    with torch_threads(num_threads) as kernel_threads:
-        results = run_each(out, seed, runs, lambda folder, root, torch_seed, label: _run(
-            folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=kernel_threads, **options))
-    if count == 1:
+    out, results = run_each(out_dir, seed, seeds, num_threads, lambda folder, root, torch_seed, label, threads: _run(
+        folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=threads, **options))
+    if seeds == 1:
         return results[0]
     return write_seed_aggregate(
         out, "binning", [{**r, "history": r["over_epochs"]} for r in results], by=("estimator", "layer"),

@@ -24,21 +24,33 @@ __all__ = ["run_each", "aggregate_histories", "peaks_by_seed", "plot_seed_bands"
 _QUANTITIES = ("ixt", "iyt")
 
 
-def run_each(out: Path, seed: int, runs: Sequence[tuple], run_one) -> list[dict]:
-    """Call ``run_one(folder, root, torch_seed, label)`` for each (root SeedSequence,
-    torch seed) of ``runs`` (see :func:`infoflow.experiments.szt.run_seeds`): into
-    ``out`` itself for a single run, else into ``out/seed_<i>``.  Stops after a run that
-    was interrupted (Ctrl-C); returns the results so far."""
-    from .._output import output_dir
+def run_each(out_dir, seed: int, seeds: int, num_threads: int | None, run_one) -> tuple[Path, list[dict]]:
+    """Run an experiment once per seed: the loop shared by ``szt`` and ``binning``.
 
-    if len(runs) == 1:
-        return [run_one(out, runs[0][0], runs[0][1], str(seed))]
+    Validates ``seed``, ``seeds`` and ``num_threads`` before anything is written, creates
+    ``out_dir`` and, with torch's threads set by
+    :func:`~infoflow.experiments.szt.torch_threads`, calls ``run_one(folder, root,
+    torch_seed, label, kernel_threads)`` for each run of
+    :func:`~infoflow.experiments.szt.run_seeds`: into ``out_dir`` itself for a single run,
+    else into ``out_dir/seed_<i>``.  Stops after a run that was interrupted (Ctrl-C).
+    Returns the output folder and the results so far."""
+    from .._intake import positive_int
+    from .._output import output_dir
+    from .szt import run_seeds, torch_threads
+
+    count = positive_int(seeds, "seeds", allow_none=False)
+    if num_threads is not None:
+        positive_int(num_threads, "num_threads")
+    runs = run_seeds(seed, count)
+    out = output_dir(out_dir)
     results = []
-    for i, (root, torch_seed) in enumerate(runs):
-        results.append(run_one(output_dir(out / f"seed_{i}"), root, torch_seed, f"{seed} run {i}"))
-        if results[-1]["interrupted"]:
-            break
-    return results
+    with torch_threads(num_threads) as kernel_threads:
+        for i, (root, torch_seed) in enumerate(runs):
+            folder, label = (out, str(seed)) if count == 1 else (output_dir(out / f"seed_{i}"), f"{seed} run {i}")
+            results.append(run_one(folder, root, torch_seed, label, kernel_threads))
+            if results[-1]["interrupted"]:
+                break
+    return out, results
 
 
 def aggregate_histories(histories: Sequence[Sequence[dict]], by: tuple[str, ...] = ("layer",)) -> list[dict]:
@@ -87,6 +99,29 @@ def peaks_by_seed(histories: Sequence[Sequence[dict]], by: tuple[str, ...] = ("l
     return summary
 
 
+def _runs_and_band(ax, histories, aggregate, key: str, index: int, label: str, **select) -> None:
+    """For the rows matching ``select`` (e.g. ``layer="noise5"``): each run's ``key``
+    against epoch thin, the mean across runs thick and a ±1 sd band, in the style of the
+    index-th layer."""
+    from ..flow import layer_style
+
+    def matches(row):
+        return all(row[field] == value for field, value in select.items())
+
+    style = layer_style(index)
+    for history in histories:
+        rows = sorted(filter(matches, history), key=lambda r: r["epoch"])
+        ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], color=style["color"], linewidth=0.6, alpha=0.45)
+    rows = [r for r in aggregate if matches(r)]
+    if not rows:
+        return
+    epoch = np.array([r["epoch"] for r in rows], dtype=float)
+    mean = np.array([r[f"{key}_mean"] for r in rows])
+    sd = np.nan_to_num(np.array([r[f"{key}_sd"] for r in rows]))
+    ax.plot(epoch, mean, linewidth=2, label=label, **style)
+    ax.fill_between(epoch, mean - sd, mean + sd, color=style["color"], alpha=0.2, linewidth=0)
+
+
 def plot_seed_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dict], path, *, title: str,
                     ixt_max: float | None = None, iyt_max: float | None = None) -> Path:
     """Draw I(X;T) and I(Y;T) against epoch: each run thin, the mean thick, ±1 sd band.
@@ -94,9 +129,10 @@ def plot_seed_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dic
     Bottom: the information plane of the means, with ±1 sd across runs as error bars on
     both axes.  Bounds (H(X), H(Y)) are drawn dashed when given.
     """
-    from ..flow import _epoch_axis, layer_style
+    from ..flow import finish_epoch_panel, finish_plane, layer_style
 
     layers = list(dict.fromkeys(row["layer"] for row in aggregate))
+    widths = {row["layer"]: row["width"] for row in aggregate}
     unit = aggregate[0]["unit"]
     max_epoch = max(row["epoch"] for row in aggregate)
     fig, axes = new_figure(ncols=2, nrows=2, width=6.4, height=4.4)
@@ -108,39 +144,17 @@ def plot_seed_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dic
             (("ixt", "I(X;T)", ixt_max, "H(X)"), ("iyt", "I(Y;T)", iyt_max, "H(Y)"))):
         ax = axes[0, column]
         for index, layer in enumerate(layers):
-            style = layer_style(index)
-            color = style["color"]
-            for history in histories:
-                rows = sorted((r for r in history if r["layer"] == layer), key=lambda r: r["epoch"])
-                ax.plot([r["epoch"] for r in rows], [r[key] for r in rows], color=color, linewidth=0.6, alpha=0.45)
-            rows = [r for r in aggregate if r["layer"] == layer]
-            epoch = np.array([r["epoch"] for r in rows], dtype=float)
-            mean = np.array([r[f"{key}_mean"] for r in rows])
-            sd = np.nan_to_num(np.array([r[f"{key}_sd"] for r in rows]))
-            ax.plot(epoch, mean, linewidth=2, label=f"{layer} (d={rows[0]['width']})", **style)
-            ax.fill_between(epoch, mean - sd, mean + sd, color=color, alpha=0.2, linewidth=0)
-        if bound is not None:
-            ax.axhline(bound, color="0.3", linestyle="--", linewidth=1, label=f"{bound_name} = {bound:.3f}")
-        _epoch_axis(ax, max_epoch)
-        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
-        ax.set_ylabel(f"{symbol} [{unit}]")
-        ax.set_title(f"{symbol}: mean of {len(histories)} runs (thick), each run (thin), band ±1 sd",
-                     fontsize=9)
-        ax.legend(fontsize=7, loc="best")
+            _runs_and_band(ax, histories, aggregate, key, index, f"{layer} (d={widths[layer]})", layer=layer)
+        finish_epoch_panel(ax, max_epoch, symbol, unit, bound, bound_name,
+                           f"{symbol}: mean of {len(histories)} runs (thick), each run (thin), band ±1 sd", 9)
     for index, layer in enumerate(layers):
         rows = [r for r in aggregate if r["layer"] == layer]
         plane.errorbar([r["ixt_mean"] for r in rows], [r["iyt_mean"] for r in rows],
                        xerr=np.nan_to_num([r["ixt_sd"] for r in rows]),
                        yerr=np.nan_to_num([r["iyt_sd"] for r in rows]), linewidth=1, elinewidth=0.6, capsize=0,
                        label=layer, **layer_style(index))
-    if ixt_max is not None:
-        plane.axvline(ixt_max, color="0.3", linestyle="--", linewidth=1)
-    if iyt_max is not None:
-        plane.axhline(iyt_max, color="0.3", linestyle="--", linewidth=1)
-    plane.set_xlabel(f"I(X;T) [{unit}]")
-    plane.set_ylabel(f"I(Y;T) [{unit}]")
-    plane.set_title("Information plane of the mean over runs (bars: ±1 sd across runs)", fontsize=9)
-    plane.grid(True, alpha=0.3)
+    finish_plane(plane, unit, ixt_max, iyt_max, "Information plane of the mean over runs (bars: ±1 sd across runs)",
+                 9)
     plane.legend(fontsize=7, loc="best")
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
@@ -150,35 +164,17 @@ def plot_grouped_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[
                        title: str, ixt_max: float | None = None) -> Path:
     """I(X;T) against epoch, one panel per value of ``group`` (e.g. the estimator): per
     layer each run thin, the mean thick and a ±1 sd band across runs."""
-    from ..flow import _epoch_axis, layer_style
+    from ..flow import finish_epoch_panel
 
     panels = list(dict.fromkeys(row[group] for row in aggregate))
     layers = list(dict.fromkeys(row["layer"] for row in aggregate))
+    unit = aggregate[0]["unit"]
     max_epoch = max(row["epoch"] for row in aggregate)
     fig, axes = new_figure(ncols=len(panels), nrows=1, width=5.2, height=4.2)
     for ax, panel in zip(axes[0], panels):
         for index, layer in enumerate(layers):
-            style = layer_style(index)
-            for history in histories:
-                rows = sorted((r for r in history if r[group] == panel and r["layer"] == layer),
-                              key=lambda r: r["epoch"])
-                ax.plot([r["epoch"] for r in rows], [r["ixt"] for r in rows], color=style["color"], linewidth=0.6,
-                        alpha=0.45)
-            rows = [r for r in aggregate if r[group] == panel and r["layer"] == layer]
-            if not rows:
-                continue
-            epoch = np.array([r["epoch"] for r in rows], dtype=float)
-            mean = np.array([r["ixt_mean"] for r in rows])
-            sd = np.nan_to_num(np.array([r["ixt_sd"] for r in rows]))
-            ax.plot(epoch, mean, linewidth=2, label=layer, **style)
-            ax.fill_between(epoch, mean - sd, mean + sd, color=style["color"], alpha=0.2, linewidth=0)
-        if ixt_max is not None:
-            ax.axhline(ixt_max, color="0.3", linestyle="--", linewidth=1, label=f"ln m = {ixt_max:.3f}")
-        _epoch_axis(ax, max_epoch)
-        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
-        ax.set_ylabel("I(X;T) [nats]")
-        ax.set_title(str(panel), fontsize=9)
-        ax.legend(fontsize=7, loc="best")
+            _runs_and_band(ax, histories, aggregate, "ixt", index, layer, **{group: panel, "layer": layer})
+        finish_epoch_panel(ax, max_epoch, "I(X;T)", unit, ixt_max, "ln m", str(panel), 9)
     fig.suptitle(f"{title}\nmean of {len(histories)} runs (thick), each run (thin), band ±1 sd across runs",
                  fontsize=10)
     return save_figure(fig, path)

@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._output import output_dir, stoppable, write_csv, write_json
+from .._output import stoppable, write_csv, write_json
 from ..estimate import RConvergenceWarning
 
 __all__ = ["run", "add_arguments", "split_dataset", "Trainer", "run_training", "torch_threads", "WIDTHS",
@@ -412,26 +412,19 @@ def run(out_dir, *, protocol="ours", seeds=1, epochs=None, beta=0.005, activatio
         ``seeds > 1`` those of every run under ``runs`` and ``history``/``files``
         of the aggregate.
     """
-    from .._intake import positive_int
 
     epochs, repeats, n_points, mc_queries = _protocol_settings(protocol, epochs, repeats, n_points, mc_samples,
                                                                mc_queries)
     _check_options(epochs, beta, activation, repeats, n_points or 1, lr, batch_size)
-    count = positive_int(seeds, "seeds", allow_none=False)
-    if num_threads is not None:
-        positive_int(num_threads, "num_threads")
-    runs = run_seeds(seed, count)
-    out = output_dir(out_dir)
     options = dict(protocol=protocol, epochs=int(epochs), beta=beta, activation=activation, repeats=repeats,
                    n_points=n_points, lr=lr, batch_size=batch_size, max_centers=max_centers,
                    mc_samples=mc_samples, mc_queries=mc_queries, convergence=bool(convergence), progress=progress,
                    num_threads=num_threads)
     from .seeds import run_each, write_seed_aggregate
 
-    with torch_threads(num_threads) as kernel_threads:
-        results = run_each(out, seed, runs, lambda folder, root, torch_seed, label: _run(
-            folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=kernel_threads, **options))
-    if count == 1:
+    out, results = run_each(out_dir, seed, seeds, num_threads, lambda folder, root, torch_seed, label, threads: _run(
+        folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=threads, **options))
+    if seeds == 1:
         return results[0]
     return write_seed_aggregate(out, "szt", results, title=_title(results[0]["config"], len(results)))
 
