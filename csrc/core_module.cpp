@@ -10,18 +10,16 @@
 #include <string>
 
 #include "cpu/problem.hpp"
+#include "python_cancel.hpp"
 
 namespace py = pybind11;
 using infoflow::index_t;
 
 namespace {
 
-// Runs on the calling thread while the GIL is released: take it briefly and let
-// Python handle pending signals (Ctrl-C raises KeyboardInterrupt there).
-bool python_signal_pending(void*) {
-  py::gil_scoped_acquire gil;
-  return PyErr_CheckSignals() != 0;
-}
+// The most threads a call may ask for (Python states the same bound to its users):
+// GNU OpenMP fails to create tens of thousands and crashes beyond.
+constexpr int kMaxThreads = 1024;
 
 template <class T>
 infoflow::cpu::StridedView3<T> view3(const py::array_t<T>& a, const char* name) {
@@ -41,7 +39,8 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
                        const std::string& screen,
                        const std::optional<py::array_t<std::int64_t>>& near_centre,
                        bool return_stats, const std::string& prune,
-                       const std::optional<py::array_t<T>>& weights, bool centres_ordered) {
+                       const std::optional<py::array_t<T>>& weights, bool centres_ordered,
+                       const std::optional<py::array_t<double>>& shift) {
   infoflow::cpu::Problem<T> p{view3(queries, "queries"), view3(centers, "centers"), nullptr,
                               0, 0, 0, 0, beta, num_threads};
   p.batch = queries.shape(0);
@@ -52,6 +51,8 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
     throw std::invalid_argument("centers: batch size and dimension must match queries");
   if (p.n < 1 || p.d < 1) throw std::invalid_argument("centers: need n >= 1 and d >= 1");
   if (!(std::isfinite(beta) && beta > 0)) throw std::invalid_argument("beta: must be > 0");
+  if (num_threads < 0 || num_threads > kMaxThreads)
+    throw std::invalid_argument("num_threads: must lie in [0, " + std::to_string(kMaxThreads) + "]");
   const auto chosen = infoflow::cpu::parse_isa(isa);
   p.screen = infoflow::cpu::parse_screen(screen);
   p.prune = infoflow::cpu::parse_prune(prune);
@@ -85,17 +86,22 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
     p.near_centre = index;
   }
 
+  if (shift) {
+    const auto& values = *shift;
+    if (values.ndim() != 1 || values.shape(0) != p.batch || !(values.flags() & py::array::c_style))
+      throw std::invalid_argument("shift: must be a contiguous (batch,) float64 array");
+    p.shift = values.data();
+  }
+
   py::array_t<T> out({p.batch, p.m});
   p.out = out.mutable_data();
   infoflow::cpu::KernelStats stats;
   p.stats = &stats;
   if (p.batch * p.m > 0) {
-    bool finished;
-    {
-      py::gil_scoped_release release;
-      finished = infoflow::cpu::log_density(p, chosen, {&python_signal_pending, nullptr});
-    }
-    if (!finished) throw py::error_already_set();  // KeyboardInterrupt (or another signal's error)
+    infoflow::python::CallCancel cancel;
+    const bool finished = infoflow::python::without_gil(
+        [&] { return infoflow::cpu::log_density(p, chosen, cancel.interrupt()); });
+    if (!finished) cancel.raise();  // KeyboardInterrupt (or another signal's error)
   }
   if (!return_stats) return std::move(out);
   py::dict kernel_stats;
@@ -120,10 +126,10 @@ py::array_t<std::int64_t> spatial_order(const py::array_t<T>& centers, const std
                        centers.strides(1) / static_cast<py::ssize_t>(sizeof(T))}};
   const auto chosen = infoflow::cpu::parse_isa(isa);
   py::array_t<std::int64_t> order(centers.shape(0));
-  {
-    py::gil_scoped_release release;
+  infoflow::python::without_gil([&] {
     infoflow::cpu::spatial_order(view, centers.shape(0), centers.shape(1), order.mutable_data(), chosen);
-  }
+    return true;
+  });
   return order;
 }
 
@@ -159,6 +165,8 @@ py::dict build_info() {
   info["simd_supported"] = supported;
   info["simd_runtime"] = infoflow::cpu::isa_name(infoflow::cpu::best_supported_isa());
   info["max_threads"] = infoflow::cpu::max_threads();
+  info["max_threads_per_call"] = kMaxThreads;
+  info["serial_after_fork"] = infoflow::cpu::serial_after_fork();
   return info;
 }
 
@@ -175,17 +183,19 @@ PYBIND11_MODULE(_core, m) {
       "pruned, block_visits, blocks_computed).  prune: the exact block pruning, 'auto', 'off'\n"
       "or 'always'.  weights: optional (B, n) non-negative centre weights of the same dtype,\n"
       "giving log sum_j w_j exp(...).  centres_ordered: the centres are in spatial_order's\n"
-      "order (or a subsequence of it), so the pruned path need not order them (speed only).";
+      "order (or a subsequence of it), so the pruned path need not order them (speed only).\n"
+      "shift: optional (B,) float64 values added to each mixture's results before the rounding\n"
+      "to the dtype.  num_threads: 0 (OpenMP's default) to 1024.";
   m.def("log_density", &log_density<float>, doc, py::arg("queries").noconvert(),
         py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
         py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none(),
         py::arg("return_stats") = false, py::arg("prune") = "auto",
-        py::arg("weights").noconvert() = py::none(), py::arg("centres_ordered") = false);
+        py::arg("weights").noconvert() = py::none(), py::arg("centres_ordered") = false, py::arg("shift") = py::none());
   m.def("log_density", &log_density<double>, doc, py::arg("queries").noconvert(),
         py::arg("centers").noconvert(), py::arg("beta"), py::arg("num_threads") = 0,
         py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none(),
         py::arg("return_stats") = false, py::arg("prune") = "auto",
-        py::arg("weights").noconvert() = py::none(), py::arg("centres_ordered") = false);
+        py::arg("weights").noconvert() = py::none(), py::arg("centres_ordered") = false, py::arg("shift") = py::none());
   const char* order_doc =
       "The (n,) int64 order in which the pruned kernel of the given ISA would take the rows of\n"
       "centers (n, d): a k-d order whose consecutive blocks are the kernel's leaves.  Reorder\n"

@@ -24,6 +24,34 @@ def rng():
     return np.random.default_rng(20190609)
 
 
+def available_memory_gib() -> float:
+    """Memory available to a new allocation now (Linux MemAvailable; else free pages)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return float("inf")  # unknown: try
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def needs_memory(gib: float):
+    """Skip a test where less than ``gib`` GiB is available, so that ``python -m pytest``
+    runs on an 8 GB laptop; never in CI (CI=true), which must run every test."""
+    available = available_memory_gib()
+    return pytest.mark.skipif(not in_ci() and available < gib,
+                              reason=f"needs {gib:g} GiB of free memory, {available:.1f} GiB available "
+                                     "(runs in CI; set CI=true to run it anyway)")
+
+
 def relative_error(actual, expected):
     """Error relative to the exponent scale: |a - e| / max(1, |e|)."""
     actual = np.asarray(actual, dtype=np.float64)

@@ -61,10 +61,15 @@ def test_bad_beta(name, call, beta, exc, pattern):
 
 
 def test_beta_too_small_for_float32():
+    # 1/(2 beta^2) overflows float32 at beta = 1e-25, but the kernel scales by a power of
+    # two: points within a few beta of each other are fine and agree with float64.
     x = np.zeros((3, 2), dtype=np.float32)
-    with pytest.raises(ValueError, match="too small for float32"):
-        infoflow.log_density(x, x, 1e-25)
-    infoflow.log_density(x.astype(np.float64), x.astype(np.float64), 1e-25)  # fine in float64
+    np.testing.assert_allclose(infoflow.log_density(x, x, 1e-25), infoflow.log_density(x.astype(np.float64),
+                               x.astype(np.float64), 1e-25), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"beta: 1e-39 is outside the range supported in float32"):
+        infoflow.log_density(x, x, 1e-39)  # below float32's smallest normal number
+    with pytest.raises(ValueError, match="beta: 1e-25 is too small for points of magnitude up to 1 .* float32"):
+        infoflow.log_density(x + 1, x, 1e-25)  # squared distances of 1e50 beta^2
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import relative_error
+from conftest import needs_memory, relative_error
 from reference import log_density_reference, lse_reference
 
 import infoflow
@@ -194,12 +194,89 @@ def test_64bit_strides():
 
 
 @pytest.mark.slow
+@needs_memory(10)
 def test_more_than_2_31_centre_coordinates():
     """n * d > 2^31: every packed-buffer and loop index must be 64-bit.  The centres are a
-    zero-stride view (no input memory); the kernel's packed copy takes ~8.6 GB."""
+    zero-stride view (no input memory); the kernel's packed copy takes ~8.6 GB, so the
+    test skips where less than 10 GiB is free, except in CI."""
     n = 2**31 + 1000
     centres = np.broadcast_to(np.float32(0.5), (n, 1))
     q = np.array([[0.5], [1.5]], dtype=np.float32)
     out = infoflow.gaussian_lse(q, centres, 1.0)
     expected = np.array([0.0, -0.5]) + math.log(n)
     assert relative_error(out, expected) <= 2e-6
+
+
+# ---------------------------------------------------------------------------------------
+# Extreme beta and data: the kernel scales by a power of two or says what is out of range
+# ---------------------------------------------------------------------------------------
+
+def test_beta_whose_square_underflows():
+    # beta^2 = 1e-400 underflows: closed forms in ln(beta) (before: ZeroDivisionError).
+    d, beta = 3, 1e-200
+    log_phi0 = -d * (0.5 * math.log(2 * math.pi) + math.log(beta))  # log N(0; 0, beta^2 I)
+    np.testing.assert_allclose(infoflow.log_density(np.zeros((2, d)), np.zeros((4, d)), beta), log_phi0, rtol=1e-15)
+    np.testing.assert_allclose(infoflow.gaussian_lse(np.zeros((2, d)), np.zeros((4, d)), beta), math.log(4), rtol=1e-15)
+    expected_h_z = d * (0.5 * math.log(2 * math.pi * math.e) + math.log(beta))
+    assert infoflow.noise_entropy(d, beta) == pytest.approx(expected_h_z, rel=1e-15)
+
+
+def test_beta_whose_square_overflows():
+    # beta^2 = 1e310 overflows: the result was -inf (should be ln 4), and inf +- nan for
+    # the entropy.  Points 1e-160 beta apart form one Gaussian: h = h_Z to ~1e-300.
+    np.testing.assert_allclose(infoflow.gaussian_lse(np.zeros((1, 3)), np.zeros((4, 3)), 1e155), math.log(4),
+                               rtol=1e-15)
+    x = np.random.default_rng(0).normal(size=(500, 2))
+    estimate = infoflow.mixture_entropy(x, 1e160, rng=0)
+    h_z = infoflow.noise_entropy(2, 1e160)
+    assert math.isfinite(estimate.stderr) and abs(estimate.value - h_z) <= 1e-12 * abs(h_z)
+
+
+@pytest.mark.parametrize("dtype, scale", [(np.float32, 1e19), (np.float32, 1e38), (np.float64, 1e155)])
+def test_squared_distances_beyond_the_dtype(dtype, scale):
+    # |q - c|^2 = 4 scale^2 overflows the dtype; in units of beta = scale it is 4 and 1.
+    # Before: the overflowing centre was dropped (-0.5 instead of log(e^-2 + e^-0.5)).
+    q = np.array([[2.0 * scale if scale < 1e38 else scale]], dtype)
+    c = np.array([[0.0], [scale]], dtype) if scale < 1e38 else np.array([[-scale], [scale]], dtype)
+    units = (q.astype(np.float64) / scale, c.astype(np.float64) / scale)  # exact: the same values in units of beta
+    expected = lse_reference(units[0], units[1], float(dtype(scale)) / scale)
+    got = infoflow.gaussian_lse(q, c, scale)
+    assert got.dtype == dtype
+    assert relative_error(got, expected) <= (4e-7 if dtype == np.float32 else 1e-14)
+
+
+def test_data_too_spread_out_in_units_of_beta_is_a_value_error():
+    # 1e19 at beta = 1: exponents of ~5e37 are out of float32's range.  Before: dropped.
+    with pytest.raises(ValueError, match="beta: 1 is too small .* float32"):
+        infoflow.gaussian_lse(np.array([[1e19]], np.float32), np.array([[0.0]], np.float32), 1.0)
+    x = np.random.default_rng(0).normal(size=(50, 2))
+    with pytest.raises(ValueError, match=r"beta: 1e-200 is too small .* beta >= "):
+        infoflow.mixture_entropy(x, 1e-200)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_beta_outside_the_dtype_range_is_a_value_error(dtype):
+    x = np.zeros((5, 2), dtype)
+    tiny, huge = float(np.finfo(dtype).tiny), float(np.finfo(dtype).max)
+    for beta in (tiny / 4, huge * 2 if dtype == np.float32 else math.inf):
+        with pytest.raises(ValueError, match="beta"):
+            infoflow.log_density(x, x, beta)
+    with pytest.raises(ValueError, match=r"beta: .* outside the range supported"):  # x + beta z would overflow
+        infoflow.mixture_entropy(x, huge / 16)
+
+
+def test_float32_log_density_rounds_once():
+    # Coordinates on a 2^-10 grid with beta = 2^-10: every float32 squared distance is
+    # exact, so the only float32 error left is the final rounding.  The normaliser (~601
+    # here) is subtracted in double inside the kernel; before, the float32 log-sum-exp
+    # (~601) and normaliser were each rounded (ulp 6e-5) and then subtracted.
+    rng = np.random.default_rng(1)
+    d, n, beta = 100, 64, 2.0**-10
+    centres = rng.integers(-1000, 1000, (n, d)) * beta
+    steps = rng.choice([-3, -4, 3, 4], size=(n, d))  # |step|^2 ~ 1250: log g ~ 0
+    queries = centres + steps * beta
+    expected = infoflow.log_density(queries, centres, beta)  # float64, exact distances too
+    assert expected.min() < 0 < expected.max()  # results near 0, where the old rounding showed most
+    got = infoflow.log_density(queries.astype(np.float32), centres.astype(np.float32), beta)
+    ulp = np.spacing(np.abs(expected).astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(got - expected) <= ulp), np.max(np.abs(got - expected) / ulp)

@@ -141,3 +141,177 @@ def test_few_queries_split_the_centres_across_threads(isa, rng, dtype):
         for threads in (1, 2, 3, 8):
             got = infoflow.gaussian_lse(q, c, 0.3, num_threads=threads)
             assert relative_error(got, expected) <= (2e-5 if dtype == np.float32 else 1e-12)
+
+
+# ---------------------------------------------------------------------------------------
+# Thread counts, threads that outlive the interpreter, Ctrl-C from any thread, fork()
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("threads", [0, -1, 1025, 200_000, 10**6, 2**31, 2**70])
+def test_num_threads_out_of_range_is_a_value_error(threads):
+    x = np.ones((50, 3))
+    with pytest.raises(ValueError, match="num_threads"):
+        infoflow.log_density(x, x, 0.5, num_threads=threads)
+    with pytest.raises(ValueError, match="num_threads"):
+        infoflow.mixture_entropy(x, 0.5, num_threads=threads)
+
+
+def test_num_threads_at_the_bound_computes(rng):
+    # Large enough to run a parallel region (not the serial small-problem path).
+    q, c = rng.uniform(-1, 1, (1500, 2)), rng.uniform(-1, 1, (1500, 2))
+    got = infoflow.gaussian_lse(q, c, 0.3, num_threads=infoflow._intake.MAX_THREADS)
+    assert relative_error(got, lse_reference(q, c, 0.3)) <= 1e-12
+
+
+def _run_child(script: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_daemon_thread_in_a_kernel_when_the_interpreter_exits():
+    # The main thread returns while a daemon thread is inside a long call: the process
+    # must exit cleanly, not abort with "terminate called without an active exception".
+    result = _run_child("""
+        import threading, time
+        import numpy as np, infoflow
+        x = np.random.default_rng(0).normal(size=(60_000, 50))
+        threading.Thread(target=lambda: infoflow.log_density(x, x, 0.5), daemon=True).start()
+        time.sleep(0.5)
+        print("main returns", flush=True)
+    """)
+    assert result.returncode == 0, result.stderr
+    assert "terminate" not in result.stderr and "main returns" in result.stdout
+
+
+CTRL_C_IN_WORKER_SCRIPT = """
+    import signal, sys, threading, time
+    from concurrent.futures import ThreadPoolExecutor
+    import numpy as np, infoflow
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # as in an interactive Python
+    x = np.random.default_rng(0).normal(size=(60_000, 50))    # ~20 s of work on 2 cores
+    mode = sys.argv[1]
+    if mode == "pool":
+        pool = ThreadPoolExecutor(1)
+        future = pool.submit(infoflow.log_density, x, x, 0.5)
+        print("started", flush=True)
+        try:
+            future.result()
+        except KeyboardInterrupt:
+            interrupted = time.monotonic()
+            try:
+                future.result()  # the worker's call must stop too, and say why
+            except KeyboardInterrupt:
+                print(f"worker stopped {time.monotonic() - interrupted:.3f} s after the main thread", flush=True)
+            pool.shutdown()
+    else:  # a daemon thread: Ctrl-C ends the main thread, then the interpreter exits
+        threading.Thread(target=lambda: infoflow.log_density(x, x, 0.5), daemon=True).start()
+        print("started", flush=True)
+        time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", ["pool", "daemon"])
+def test_ctrl_c_reaches_a_kernel_running_in_another_thread(mode):
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(CTRL_C_IN_WORKER_SCRIPT), mode],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert "terminate" not in err and proc.returncode != -signal.SIGABRT, err
+    if mode == "pool":
+        assert proc.returncode == 0, err
+        # Before: the worker computed on for ~20 s.  The kernel polls every 50 ms.
+        assert "worker stopped" in out, out
+        assert float(out.split("worker stopped ")[1].split()[0]) < 2.0, out
+    else:
+        # Python ends on an uncaught KeyboardInterrupt by re-raising SIGINT to itself.
+        assert "KeyboardInterrupt" in err and proc.returncode in (1, -signal.SIGINT), err
+
+
+def test_ctrl_c_with_a_handler_of_the_users_own_leaves_worker_calls_alone(rng):
+    # A custom SIGINT handler decides for itself: a call in another thread finishes.
+    result = _run_child("""
+        import os, signal, threading, time
+        from concurrent.futures import ThreadPoolExecutor
+        import numpy as np, infoflow
+        seen = []
+        signal.signal(signal.SIGINT, lambda *a: seen.append(1))
+        x = np.random.default_rng(0).normal(size=(8_000, 20))
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(infoflow.gaussian_lse, x, x, 0.5)
+            time.sleep(0.2)
+            os.kill(os.getpid(), signal.SIGINT)
+            out = future.result()
+        print(len(seen), bool(np.isfinite(out).all()), out.shape[0])
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["1", "True", "8000"]
+
+
+FORK_SCRIPT = """
+    import multiprocessing, os, sys
+    import numpy as np, infoflow
+    x = np.random.default_rng(0).normal(size=(20_000, 20))
+    parent = infoflow.log_density(x, x, 0.5, num_threads=2)  # starts GNU OpenMP's thread pool
+
+    def work(_):
+        return infoflow.log_density(x, x, 0.5, num_threads=2)
+
+    if sys.argv[1] == "fork":
+        pid = os.fork()
+        if pid == 0:
+            child = work(0)
+            os._exit(0 if np.array_equal(child, parent) and infoflow.build_info()["serial_after_fork"] else 3)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+    else:
+        with multiprocessing.get_context("fork").Pool(2) as pool:
+            results = pool.map(work, range(2))
+        print("pool equal", all(np.array_equal(r, parent) for r in results))
+"""
+
+
+@pytest.mark.parametrize("how", ["fork", "pool"])
+def test_threaded_calls_work_in_a_forked_child(how):
+    # GNU OpenMP's pool does not survive fork(): before, the child's call hung forever.
+    result = _run_child(FORK_SCRIPT.replace("sys.argv[1]", repr(how)), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ("child exit 0" if how == "fork" else "pool equal True")
+
+
+def test_ctrl_c_stops_a_loop_of_calls_on_millions_of_centres_promptly():
+    # One query against 4e6 centres (d = 50) per call: the finiteness check and the
+    # packing of the centres, which dominate such a call, now poll for Ctrl-C too
+    # (before: 0.9-3.4 s).  The median of five interrupts must stay under 0.5 s.
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import signal, sys, time
+        import numpy as np, infoflow
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        centres = np.full((4_000_000, 50), 0.5, dtype=np.float32)
+        query = np.zeros((1, 50), dtype=np.float32)
+        for _ in range(5):
+            print("ready", flush=True)
+            try:
+                while True:
+                    infoflow.log_density(query, centres, 1.0)
+            except KeyboardInterrupt:
+                print("stopped", flush=True)
+    """)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    latencies = []
+    try:
+        for _ in range(5):
+            assert proc.stdout.readline().strip() == "ready"
+            time.sleep(0.3 + 0.17 * len(latencies))  # land at different points of a call
+            sent = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            assert proc.stdout.readline().strip() == "stopped"
+            latencies.append(time.monotonic() - sent)
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0
+    assert sorted(latencies)[2] < 0.5, f"latencies after Ctrl-C: {latencies}"

@@ -1,7 +1,13 @@
 // Runtime choice among the per-ISA copies of the CPU kernel.
+#include <atomic>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#define INFOFLOW_HAVE_PTHREAD_ATFORK 1
+#endif
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -118,6 +124,28 @@ int max_threads() {
   return 1;
 #endif
 }
+
+namespace {
+std::atomic<bool> team_started{false};
+std::atomic<bool> forked_after_team{false};
+
+#if defined(INFOFLOW_HAVE_PTHREAD_ATFORK)
+void after_fork_in_child() {
+  if (team_started.load()) forked_after_team.store(true);
+}
+// Registered when the extension is loaded, before any team can exist.
+const bool fork_handler_registered = pthread_atfork(nullptr, nullptr, &after_fork_in_child) == 0;
+#endif
+}  // namespace
+
+int team_size(int requested) {
+  if (forked_after_team.load(std::memory_order_relaxed)) return 1;
+  const int threads = requested > 0 ? requested : max_threads();
+  if (threads > 1) team_started.store(true, std::memory_order_relaxed);
+  return threads;
+}
+
+bool serial_after_fork() { return forked_after_team.load(); }
 
 bool has_openmp() {
 #ifdef _OPENMP

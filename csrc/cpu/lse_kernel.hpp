@@ -50,6 +50,10 @@
 #include <omp.h>
 #endif
 
+#if INFOFLOW_VEC_BYTES == 64
+#include <immintrin.h>  // _mm512_permutex2var_pd (the exp table lookup)
+#endif
+
 #include "cpu/problem.hpp"
 #include "infoflow/lse_math.hpp"
 
@@ -165,7 +169,8 @@ inline vdouble vexp(vdouble x) {
   const vdouble table_hi = {1.4142135623730950488, 1.4768261459394993114, 1.5422108254079408236,
                             1.6104903319492543082, 1.6817928305074290861, 1.7562521603732994831,
                             1.8340080864093424635, 1.9152065613971472939};
-  const vdouble two_j16 = __builtin_shuffle(table_lo, table_hi, ki & 15);  // 2^(j/16)
+  // 2^(j/16): vpermt2pd, through the intrinsic that GCC and Clang both provide.
+  const vdouble two_j16 = (vdouble)_mm512_permutex2var_pd((__m512d)table_lo, (__m512i)(ki & 15), (__m512d)table_hi);
   const vdouble y = two_j16 * expm1_r + two_j16;
   // Multiply by 2^e by adding e to the exponent field (e = floor(ki / 16)).
   return (vdouble)((vuint64)y + ((vuint64)(ki >> 4) << 52));
@@ -353,12 +358,13 @@ struct PackedCentres {
   AlignedArray<T> coords, offsets, norms;
   std::unique_ptr<double[]> block_max_norm;
   std::unique_ptr<double[]> log_max_weight;  // per batch element: ln max_j w_j (0 unweighted)
+  std::unique_ptr<double[]> out_shift;       // per batch element: added to every result
   PackedCentres(const Problem<T>& p, const Layout<T>& lay, bool with_norms)
       : coords(p.batch * lay.groups * lay.d * Layout<T>::G),
         offsets(p.weights ? p.batch * lay.groups * Layout<T>::G : 0),
         norms(with_norms ? p.batch * lay.groups * Layout<T>::G : 0),
         block_max_norm(with_norms ? new double[p.batch * lay.blocks]() : nullptr),
-        log_max_weight(new double[p.batch]()) {}
+        log_max_weight(new double[p.batch]()), out_shift(new double[p.batch]()) {}
   const T* group(index_t b, index_t g, const Layout<T>& lay) const {
     return coords.ptr + (b * lay.groups + g) * lay.d * Layout<T>::G;
   }
@@ -367,40 +373,73 @@ struct PackedCentres {
   }
 };
 
+// The calling thread (OpenMP thread 0) asks the interrupt every 50 ms; every thread then
+// stops at its next block.
+struct CancelPoint {
+  const Interrupt& interrupt;
+  std::atomic<bool> cancelled{false};
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  explicit CancelPoint(const Interrupt& i) : interrupt(i) {}
+  bool operator()(bool polls) {
+    if (polls && interrupt.poll != nullptr &&
+        std::chrono::steady_clock::now() - last > std::chrono::milliseconds(50)) {
+      last = std::chrono::steady_clock::now();
+      if (interrupt.poll(interrupt.context)) cancelled.store(true);
+    }
+    return cancelled.load(std::memory_order_relaxed);
+  }
+};
+
+inline bool polling_thread(const Interrupt& interrupt) {
+#ifdef _OPENMP
+  return omp_get_thread_num() == 0 && interrupt.poll != nullptr;
+#else
+  return interrupt.poll != nullptr;
+#endif
+}
+
 // `order` (batch x n, or nullptr for the identity) says which centre each packed slot
 // holds; `rows` (batch x n x d, with `order`) are the centres already in that order.
+// Returns false when cancelled: the calling thread polls between chunks of ~2^22 values,
+// so that Ctrl-C reaches a call with millions of centres before its first block.
 template <class T>
-void pack_centres(const Problem<T>& p, const Layout<T>& lay, const index_t* order, const T* rows, int threads,
-                  PackedCentres<T>& out) {
+bool pack_centres(const Problem<T>& p, const Layout<T>& lay, const index_t* order, const T* rows, int threads,
+                  PackedCentres<T>& out, CancelPoint& cancel) {
   constexpr index_t G = Layout<T>::G;
   const index_t d = lay.d, groups = lay.groups;
   const double scale = exponent_scale(p.beta);
-  if (p.weights != nullptr) {
-    for (index_t b = 0; b < p.batch; ++b) {
+  for (index_t b = 0; b < p.batch; ++b) {
+    if (p.weights != nullptr) {
       const T* w = p.weights + b * p.n;
       out.log_max_weight[b] = std::log(static_cast<double>(*std::max_element(w, w + p.n)));
     }
+    out.out_shift[b] = out.log_max_weight[b] + (p.shift != nullptr ? p.shift[b] : 0.0);
   }
   const index_t items = p.batch * groups;
+  const index_t chunk = std::max<index_t>(1, (index_t{1} << 22) / (d * G));
+  for (index_t first = 0; first < items; first += chunk) {
+    if (cancel(true)) return false;
+    const index_t last = std::min(items, first + chunk);
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1 && last - first > 1)
 #endif
-  for (index_t item = 0; item < items; ++item) {
-    const index_t b = item / groups, g = item % groups;
-    T* dst = out.coords.ptr + item * d * G;
-    for (index_t j = 0; j < G; ++j) {
-      const index_t slot = g * G + j;
-      const index_t c = slot < p.n ? (order ? order[b * p.n + slot] : slot) : -1;
-      const T* row = rows != nullptr && c >= 0 ? rows + (b * p.n + slot) * d : nullptr;
-      for (index_t k = 0; k < d; ++k) dst[k * G + j] = c < 0 ? T(0) : row ? row[k] : p.centers(b, c, k);
-      if (p.weights != nullptr) {
-        const double w = c >= 0 ? static_cast<double>(p.weights[b * p.n + c]) : 0.0;
-        out.offsets.ptr[item * G + j] = static_cast<T>(weight_offset(w, out.log_max_weight[b], scale));
-      }
-      if (out.block_max_norm != nullptr) {  // norms wanted
-        double norm = 0.0;
-        for (index_t k = 0; k < d; ++k) norm += static_cast<double>(dst[k * G + j]) * dst[k * G + j];
-        out.norms.ptr[item * G + j] = c >= 0 ? static_cast<T>(norm) : std::numeric_limits<T>::infinity();
+    for (index_t item = first; item < last; ++item) {
+      const index_t b = item / groups, g = item % groups;
+      T* dst = out.coords.ptr + item * d * G;
+      for (index_t j = 0; j < G; ++j) {
+        const index_t slot = g * G + j;
+        const index_t c = slot < p.n ? (order ? order[b * p.n + slot] : slot) : -1;
+        const T* row = rows != nullptr && c >= 0 ? rows + (b * p.n + slot) * d : nullptr;
+        for (index_t k = 0; k < d; ++k) dst[k * G + j] = c < 0 ? T(0) : row ? row[k] : p.centers(b, c, k);
+        if (p.weights != nullptr) {
+          const double w = c >= 0 ? static_cast<double>(p.weights[b * p.n + c]) : 0.0;
+          out.offsets.ptr[item * G + j] = static_cast<T>(weight_offset(w, out.log_max_weight[b], scale));
+        }
+        if (out.block_max_norm != nullptr) {  // norms wanted
+          double norm = 0.0;
+          for (index_t k = 0; k < d; ++k) norm += static_cast<double>(dst[k * G + j]) * dst[k * G + j];
+          out.norms.ptr[item * G + j] = c >= 0 ? static_cast<T>(norm) : std::numeric_limits<T>::infinity();
+        }
       }
     }
   }
@@ -412,6 +451,7 @@ void pack_centres(const Problem<T>& p, const Layout<T>& lay, const index_t* orde
       }
     }
   }
+  return true;
 }
 
 // ---------------------------------------------------------------------------------------
@@ -487,29 +527,6 @@ index_t compute_block(const Problem<T>& p, const Layout<T>& lay, const PackedCen
   return negligible_tiles;
 }
 
-// Thread 0 asks the interrupt every 50 ms; every thread then stops at its next block.
-struct CancelPoint {
-  const Interrupt& interrupt;
-  std::atomic<bool> cancelled{false};
-  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
-  explicit CancelPoint(const Interrupt& i) : interrupt(i) {}
-  bool operator()(bool polls) {
-    if (polls && std::chrono::steady_clock::now() - last > std::chrono::milliseconds(50)) {
-      last = std::chrono::steady_clock::now();
-      if (interrupt.poll(interrupt.context)) cancelled.store(true);
-    }
-    return cancelled.load(std::memory_order_relaxed);
-  }
-};
-
-inline bool polling_thread(const Interrupt& interrupt) {
-#ifdef _OPENMP
-  return omp_get_thread_num() == 0 && interrupt.poll != nullptr;
-#else
-  return interrupt.poll != nullptr;
-#endif
-}
-
 inline void add_stats(KernelStats& into, const KernelStats& s) {
   into.tile_blocks += s.tile_blocks;
   into.screened += s.screened;
@@ -545,8 +562,9 @@ bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, Ker
   const bool may_screen =
       screen_factor < 0.02 && (p.screen == Screen::always ||
                                (p.screen == Screen::automatic && d >= kScreenMinDim));
+  CancelPoint cancel(interrupt);
   PackedCentres<T> packed(p, lay, may_screen);
-  pack_centres<T>(p, lay, nullptr, nullptr, threads, packed);
+  if (!pack_centres<T>(p, lay, nullptr, nullptr, threads, packed, cancel)) return false;
 
   const index_t per_task = queries_per_task(p, threads);
   const index_t tasks_per_batch = (p.m + per_task - 1) / per_task;
@@ -557,7 +575,6 @@ bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, Ker
       lay.blocks, std::max<index_t>(1, 4 * static_cast<index_t>(threads) / std::max<index_t>(query_tasks, 1)));
   const index_t tasks = query_tasks * segments;
   std::unique_ptr<LseState[]> partial(segments > 1 ? new LseState[tasks * per_task] : nullptr);
-  CancelPoint cancel(interrupt);
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -652,7 +669,7 @@ bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, Ker
       } else {
         T* out = p.out + b * p.m + i0;
         for (index_t a = 0; a < rows; ++a)
-          out[a] = static_cast<T>(lse_result(s.state[a], scale) + packed.log_max_weight[b]);
+          out[a] = static_cast<T>(lse_result(s.state[a], scale) + packed.out_shift[b]);
       }
     }
 #ifdef _OPENMP
@@ -671,7 +688,7 @@ bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, Ker
         LseState merged = parts[a];
         for (index_t segment = 1; segment < segments; ++segment)
           lse_merge(merged, parts[segment * per_task + a], scale);
-        p.out[b * p.m + i0 + a] = static_cast<T>(lse_result(merged, scale) + packed.log_max_weight[b]);
+        p.out[b * p.m + i0 + a] = static_cast<T>(lse_result(merged, scale) + packed.out_shift[b]);
       }
     }
   }
@@ -969,12 +986,13 @@ bool run_pruned(const Problem<T>& p, const PruneIndex<T>& index, const Interrupt
   const index_t d = p.d;
   const double scale = exponent_scale(p.beta);
   const index_t per_task = pruned_task_size(p);
+  CancelPoint cancel(interrupt);
   PackedCentres<T> packed(p, lay, false);
-  pack_centres(p, lay, index.centre_order.get(), index.centre_rows.get(), threads, packed);
+  if (!pack_centres(p, lay, index.centre_order.get(), index.centre_rows.get(), threads, packed, cancel))
+    return false;
 
   const index_t tasks_per_batch = (p.m + per_task - 1) / per_task;
   const index_t tasks = p.batch * tasks_per_batch;
-  CancelPoint cancel(interrupt);
 
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -1055,7 +1073,7 @@ bool run_pruned(const Problem<T>& p, const PruneIndex<T>& index, const Interrupt
       s.stats.blocks_computed += computed;
       for (index_t a = 0; a < rows; ++a)
         p.out[b * p.m + query_order[a]] =
-            static_cast<T>(lse_result(s.state[a], scale) + packed.log_max_weight[b]);
+            static_cast<T>(lse_result(s.state[a], scale) + packed.out_shift[b]);
     }
 #ifdef _OPENMP
 #pragma omp critical
@@ -1083,7 +1101,7 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
   // Waking a thread team costs microseconds on a quiet machine and a scheduler tick
   // (~milliseconds) on a busy one: small problems (under ~1 ms of work) run serially.
   const bool small = static_cast<double>(p.batch) * p.m * p.n * (p.d + 8) < 1e7;
-  const int threads = small ? 1 : p.num_threads > 0 ? p.num_threads : omp_get_max_threads();
+  const int threads = small ? 1 : team_size(p.num_threads);
 #else
   const int threads = 1;
 #endif
@@ -1118,7 +1136,7 @@ template bool log_density<double>(const Problem<double>&, const Interrupt&);
 template <class T>
 void spatial_order(const StridedView3<T>& x, index_t n, index_t d, index_t* order) {
   std::unique_ptr<T[]> rows(new T[n * d]);
-  kd_order(x, 0, n, d, Layout<T>(n, d).block_width, order, rows.get(), max_threads());
+  kd_order(x, 0, n, d, Layout<T>(n, d).block_width, order, rows.get(), team_size(0));
 }
 template void spatial_order<float>(const StridedView3<float>&, index_t, index_t, index_t*);
 template void spatial_order<double>(const StridedView3<double>&, index_t, index_t, index_t*);

@@ -54,6 +54,10 @@ struct Problem {
   // The centres are already in the order spatial_order gives (or a subsequence of it):
   // the pruned path takes their blocks as they are instead of ordering them.
   bool centres_ordered = false;
+  // Optional, length batch: added to every result of batch element b in double before
+  // the rounding to T, so that a caller's normaliser (log-densities near 0 out of
+  // log-sum-exps near -600) costs no float32 precision.
+  const double* shift = nullptr;
   KernelStats* stats = nullptr;  // optional, filled in when given
 };
 
@@ -83,5 +87,12 @@ void spatial_order(const StridedView3<T>& x, index_t n, index_t d, index_t* orde
 
 int max_threads();
 bool has_openmp();
+
+// The number of threads a parallel region may use for a request (<= 0: OpenMP's
+// default).  GNU OpenMP's thread pool does not survive fork(): in a child forked after
+// this process started a team, every region runs on the calling thread alone.
+int team_size(int requested);
+// Whether this process is such a child (reported by build_info).
+bool serial_after_fork();
 
 }  // namespace infoflow::cpu

@@ -55,10 +55,11 @@ py::dict build_info() {
   info["cuda_architectures"] = INFOFLOW_CUDA_ARCHS;
   info["cuda_runtime_version"] = infoflow::cuda::runtime_version();
   info["cuda_driver_version"] = infoflow::cuda::driver_version();
-  const int count = infoflow::cuda::device_count();
-  info["cuda_device_count"] = count;
+  const auto devices = infoflow::cuda::device_count();
+  info["cuda_device_count"] = devices.count;
+  info["cuda_device_error"] = devices.error.empty() ? py::object(py::none()) : py::object(py::str(devices.error));
   py::list names;
-  for (int dev = 0; dev < count; ++dev) names.append(infoflow::cuda::device_name(dev));
+  for (int dev = 0; dev < devices.count; ++dev) names.append(infoflow::cuda::device_name(dev));
   info["cuda_devices"] = names;
   return info;
 }
@@ -72,7 +73,10 @@ PYBIND11_MODULE(_cuda, m) {
         py::arg("dtype"), py::arg("queries"), py::arg("query_shape"), py::arg("query_stride"),
         py::arg("centers"), py::arg("center_shape"), py::arg("center_stride"), py::arg("out"),
         py::arg("beta"), py::arg("stream"), py::arg("device"));
-  m.def("device_count", &infoflow::cuda::device_count,
-        "Number of usable CUDA devices (0 without a driver or GPU).");
+  m.def("device_count", [] {
+    const auto devices = infoflow::cuda::device_count();
+    return py::make_tuple(devices.count, devices.error.empty() ? py::object(py::none()) : py::object(py::str(devices.error)));
+  }, "(number of usable CUDA devices, None or the CUDA error that explains a count of 0).  Initialises the\n"
+     "CUDA runtime: infoflow calls it only when CUDA is first needed, never at import.");
   m.def("build_info", &build_info, "How _cuda was built and which devices it sees.");
 }

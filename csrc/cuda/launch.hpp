@@ -26,7 +26,13 @@ struct DeviceProblem {
 void log_density_f32(const DeviceProblem& problem);
 void log_density_f64(const DeviceProblem& problem);
 
-int device_count();     // 0 when there is no driver or no device
+// The number of usable devices and, when CUDA reports an error instead (no driver, a
+// driver older than the runtime, no device), that error's name and message.
+struct DeviceCount {
+  int count;
+  std::string error;  // empty on success
+};
+DeviceCount device_count();
 int runtime_version();  // e.g. 13000
 int driver_version();   // 0 when there is no driver
 std::string device_name(int device);

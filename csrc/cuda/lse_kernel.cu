@@ -112,13 +112,14 @@ void launch(const DeviceProblem& p) {
 void log_density_f32(const DeviceProblem& p) { launch<float>(p); }
 void log_density_f64(const DeviceProblem& p) { launch<double>(p); }
 
-int device_count() {
+DeviceCount device_count() {
   int count = 0;
-  if (cudaGetDeviceCount(&count) != cudaSuccess) {
-    cudaGetLastError();  // clear the sticky "no driver" error
-    return 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky error, so that later calls start afresh
+    return {0, std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status)};
   }
-  return count;
+  return {count, ""};
 }
 
 int runtime_version() {

@@ -14,14 +14,16 @@ first use.
 import importlib
 
 from . import datasets
-from ._backend import CUDA_BUILT, HAS_CUDA, build_info
+from ._backend import CUDA_BUILT, build_info, has_cuda
 from .binning import BinningMI, binning_mi
 from .density import gaussian_lse, log_density
 from .entropy import default_mc_samples, mixture_entropy, mixture_entropy_bounds, noise_entropy
 from .estimate import Bounds, Estimate, RConvergence, RConvergenceWarning
 from .mutual_information import mi_xt, mi_yt
 
-__version__ = build_info()["version"]
+from ._core import build_info as _core_build_info
+
+__version__ = _core_build_info()["version"]  # not build_info(): that initialises CUDA
 
 # name -> module that defines it; loaded on first access (PEP 562) because it needs torch.
 _LAZY = {
@@ -35,6 +37,8 @@ _LAZY = {
 
 
 def __getattr__(name):
+    if name == "HAS_CUDA":  # asked of the CUDA runtime when read, never at import
+        return has_cuda()
     if name not in _LAZY:
         raise AttributeError(f"module 'infoflow' has no attribute {name!r}")
     module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
@@ -44,7 +48,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(list(globals()) + list(_LAZY))
+    return sorted(list(globals()) + list(_LAZY) + ["HAS_CUDA"])
 
 
 __all__ = [
@@ -62,6 +66,7 @@ __all__ = [
     "datasets",
     "default_mc_samples",
     "gaussian_lse",
+    "has_cuda",
     "information_flow",
     "log_density",
     "mi_xt",

@@ -31,6 +31,7 @@ class FloatArray:
     device: str  # "cpu" or e.g. "cuda:0"
     dtype: np.dtype
     shape: tuple
+    magnitude: float | None = None  # max |x| when known (the kernel range check needs it)
 
     @property
     def on_cuda(self) -> bool:
@@ -79,10 +80,45 @@ def float_array(x: Any, name: str, *, min_ndim: int = 2) -> FloatArray:
         )
     if any(s == 0 for s in shape):
         raise ValueError(f"{name}: empty input, shape {shape}")
-    finite = bool(np.isfinite(data).all()) if device == "cpu" else bool(torch.isfinite(data).all())
-    if not finite:
+    magnitude = largest_magnitude(data)
+    if not math.isfinite(magnitude):
         raise ValueError(f"{name}: contains NaN or infinity")
-    return FloatArray(data, kind, device, dtype, shape)
+    return FloatArray(data, kind, device, dtype, shape, magnitude)
+
+
+# Elements per step of a host scan: a few milliseconds, so that Ctrl-C (which Python
+# handles between steps) stops a check of millions of rows at once.
+_SCAN_CHUNK = 1 << 22
+
+
+def _scan_chunks(a: np.ndarray):
+    """Views of ``a`` of at most ~_SCAN_CHUNK elements that together cover it, without copies."""
+    if a.size <= _SCAN_CHUNK:
+        yield a
+    elif a.flags.c_contiguous:
+        flat = a.reshape(-1)
+        for start in range(0, flat.size, _SCAN_CHUNK):
+            yield flat[start:start + _SCAN_CHUNK]
+    elif a.shape[0] == 1:
+        yield from _scan_chunks(a[0])
+    else:
+        step = max(1, _SCAN_CHUNK * a.shape[0] // a.size)
+        for start in range(0, a.shape[0], step):
+            yield from _scan_chunks(a[start:start + step])
+
+
+def largest_magnitude(data: Any) -> float:
+    """max |x| of a float array (host numpy or torch tensor); NaN when it holds a NaN, inf an infinity."""
+    if not isinstance(data, np.ndarray):  # a torch tensor on its device: one reduction there
+        low, high = (float(v) for v in _torch_module().aminmax(data))
+        return max(-low, high) if not (math.isnan(low) or math.isnan(high)) else math.nan
+    largest = 0.0
+    for chunk in _scan_chunks(data):
+        low, high = float(chunk.min()), float(chunk.max())  # min and max propagate NaN
+        if math.isnan(low) or math.isnan(high):
+            return math.nan
+        largest = max(largest, -low, high)
+    return largest
 
 
 def same_family(first: FloatArray, second: FloatArray, first_name: str, second_name: str) -> None:
@@ -186,15 +222,36 @@ def positive_real(x: Any, name: str) -> float:
     return value
 
 
-def beta_for_dtype(beta: Any, dtype: np.dtype, name: str = "beta") -> float:
-    """Validate beta and check that 1/(2 beta^2) is representable in the working dtype."""
+def beta_range(dtype: np.dtype, *, noisy: bool = False) -> tuple[float, float]:
+    """The betas supported in ``dtype`` arithmetic: from its smallest normal number to its
+    largest, or to 1/64 of it for estimators that draw noisy points x + beta z (which
+    must stay finite)."""
+    info = np.finfo(dtype)
+    return float(info.tiny), float(info.max) / (64.0 if noisy else 1.0)
+
+
+def beta_for_dtype(beta: Any, dtype: np.dtype, name: str = "beta", *, noisy: bool = False) -> float:
+    """Validate beta against :func:`beta_range` of the working dtype."""
     value = positive_real(beta, name)
-    if 0.5 / (value * value) > float(np.finfo(dtype).max):
-        raise ValueError(
-            f"{name}: {value!r} is too small for {dtype} arithmetic (1/(2 beta^2) overflows); "
-            "rescale the data or use float64"
-        )
+    low, high = beta_range(dtype, noisy=noisy)
+    if not low <= value <= high:
+        hint = " or use float64" if dtype == np.float32 else ""
+        raise ValueError(f"{name}: {value!r} is outside the range supported in {np.dtype(dtype)} arithmetic, "
+                         f"[{low:.3g}, {high:.3g}]; rescale the data{hint}")
     return value
+
+
+# The most threads one call may use: GNU OpenMP fails to create tens of thousands of
+# threads (and crashes beyond); the compiled core refuses more as well.
+MAX_THREADS = 1024
+
+
+def thread_count(x: Any, name: str = "num_threads") -> int | None:
+    """None (all cores) or an integer in [1, MAX_THREADS]."""
+    threads = positive_int(x, name)
+    if threads is not None and threads > MAX_THREADS:
+        raise ValueError(f"{name}: must be at most {MAX_THREADS}, got {threads}")
+    return threads
 
 
 def positive_int(x: Any, name: str, *, allow_none: bool = True) -> int | None:

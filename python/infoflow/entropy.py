@@ -23,9 +23,10 @@ from ._intake import (
     monte_carlo_budget,
     positive_int,
     positive_real,
+    thread_count,
     unit_name,
 )
-from .density import log_total_weight
+from .density import log_gaussian_normaliser, log_total_weight
 from .estimate import Bounds, Estimate, as_result
 
 __all__ = ["noise_entropy", "mixture_entropy", "mixture_entropy_bounds", "default_mc_samples"]
@@ -58,7 +59,7 @@ def noise_entropy(dim, beta, *, base=None) -> float:
     """
     d = positive_int(dim, "dim", allow_none=False)
     b = positive_real(beta, "beta")
-    return 0.5 * d * math.log(2.0 * math.pi * math.e * b * b) / log_of_base(base)
+    return d * (0.5 * math.log(2.0 * math.pi * math.e) + math.log(b)) / log_of_base(base)
 
 
 def default_mc_samples(n: int) -> int:
@@ -315,7 +316,7 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
     host_weights = None if weights is None else _backend.to_numpy(weights.data)
     plan = _query_plan(n, host_weights, k, n_queries, generator, batch)
     log_weight = log_total_weight(weights, n)
-    log_total = 0.5 * d * math.log(2.0 * math.pi * beta * beta) + log_weight
+    log_total = log_gaussian_normaliser(d, beta) + log_weight
     plain = not control_variate or plan.count < 2 * max(_MIN_HALF, math.ceil(_MIN_HALF_TIMES_D / d))
     if plain:
         moments = _Moments(batch)
@@ -324,7 +325,7 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
         log_p, h_w = (None, None) if host_weights is None else _log_proportions(host_weights, log_weight)
         # T - C = h_Z + H_w + ln P(J | q): the moments are kept of the last term, which is
         # 0 for a query deep inside its own component (see _cross_fitted).
-        baseline = 0.5 * d * math.log(2.0 * math.pi * math.e * beta * beta) + (
+        baseline = noise_entropy(d, beta) + (
             np.full(batch, math.log(n)) if h_w is None else h_w)
     chunks = list(_chunks(batch, plan.count, d))
     if progress and len(chunks) > 1:
@@ -342,11 +343,11 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
         # Each query's own centre bounds its nearest distance: on the brute path at small
         # beta the kernel then skips almost every other centre from the first block on.
         hint = owner if owner.ndim == 1 else owner[0] if owner.shape[0] == 1 else None
-        lse = _backend.to_numpy(_backend.log_density_3d(
+        # log g at each query, normalised in the kernel before its rounding to the dtype
+        log_g = _backend.to_numpy(_backend.log_density_3d(
             queries, centres_block, beta, num_threads, weights=block_weights, near_centre=hint,
-            centres_ordered=centres_ordered))
-        normaliser = log_total if np.isscalar(log_total) else log_total[b0:b1, None]
-        terms = normaliser - lse.astype(np.float64)  # -log g at each query
+            centres_ordered=centres_ordered, shift=-np.broadcast_to(log_total, (batch,))[b0:b1]))
+        terms = -log_g.astype(np.float64)
         if plain:
             moments.update(b0, b1, terms)
             continue
@@ -471,11 +472,11 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     """
     c = float_array(centers, "centers")
     w = centre_weights(weights, c)
-    beta = beta_for_dtype(beta, c.dtype)
+    beta = beta_for_dtype(beta, c.dtype, noisy=True)
     n, d = c.shape[-2], c.shape[-1]
     k, n_queries = monte_carlo_budget(mc_samples, mc_queries)
     log_base = log_of_base(base)
-    threads = positive_int(num_threads, "num_threads")
+    threads = thread_count(num_threads)
     generator = make_rng(rng)
     batch_shape = c.shape[:-2]
     batch = math.prod(batch_shape)
@@ -519,7 +520,7 @@ def mixture_entropy_bounds(centers, beta, *, base=None, num_threads=None) -> Bou
     c = float_array(centers, "centers")
     beta = beta_for_dtype(beta, c.dtype)
     log_base = log_of_base(base)
-    threads = positive_int(num_threads, "num_threads")
+    threads = thread_count(num_threads)
     n, d = c.shape[-2], c.shape[-1]
     batch_shape = c.shape[:-2]
     c3 = _backend.reshape_3d(c, math.prod(batch_shape), n, d)
@@ -529,7 +530,7 @@ def mixture_entropy_bounds(centers, beta, *, base=None, num_threads=None) -> Bou
         lse = _backend.to_numpy(_backend.log_density_3d(c3, c3, bandwidth, threads))
         return math.log(n) - lse.astype(np.float64).mean(axis=-1)
 
-    h_z = 0.5 * d * math.log(2.0 * math.pi * math.e * beta * beta)
+    h_z = noise_entropy(d, beta)
     lower = (h_z + m_term(2.0 * beta)).reshape(batch_shape) / log_base
     upper = (h_z + m_term(beta)).reshape(batch_shape) / log_base
     return Bounds(as_result(lower), as_result(upper))

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from ._intake import class_labels, log_of_base, make_rng, monte_carlo_budget, positive_int, unit_name
+from ._intake import class_labels, log_of_base, make_rng, monte_carlo_budget, positive_int, thread_count, unit_name
 from ._output import new_figure, save_figure, write_csv, write_json
 from .estimate import RConvergence
 from .mutual_information import layer_information, warn_if_unconverged
@@ -453,7 +453,7 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
     # Validate the estimator options now, before the sampling pass spends any time.
     monte_carlo_budget(mc_samples, mc_queries)
     positive_int(max_centers, "max_centers")
-    positive_int(num_threads, "num_threads")
+    thread_count(num_threads)
     log_of_base(base)
     generator = make_rng(rng)
 
@@ -655,7 +655,7 @@ class InformationPlane:
         self.options = dict(repeats=positive_int(repeats, "repeats", allow_none=False),
                             mc_samples=k, mc_queries=queries,
                             max_centers=positive_int(max_centers, "max_centers"),
-                            num_threads=positive_int(num_threads, "num_threads"),
+                            num_threads=thread_count(num_threads),
                             convergence=bool(convergence), progress=bool(progress))
         self._rng = make_rng(rng)
         self._history: list[dict] = []

@@ -33,6 +33,7 @@ from ._intake import (
     make_rng,
     monte_carlo_budget,
     positive_int,
+    thread_count,
     unit_name,
 )
 from .entropy import DEFAULT_MC_QUERIES, entropy_nats, noise_entropy
@@ -299,11 +300,11 @@ def _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_th
     arr = _samples(samples, ndims, hint)
     if len(arr.shape) == 2:
         arr = _stack(arr, arr.data[:, None, :])
-    beta = beta_for_dtype(beta, arr.dtype)
+    beta = beta_for_dtype(beta, arr.dtype, noisy=True)
     k_user, queries = monte_carlo_budget(mc_samples, mc_queries)
     max_centers = positive_int(max_centers, "max_centers")
     log_of_base(base)
-    threads = positive_int(num_threads, "num_threads")
+    threads = thread_count(num_threads)
     return _Layer(arr, beta, k_user, queries, max_centers, make_rng(rng), threads)
 
 
