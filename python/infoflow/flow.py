@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ._intake import class_labels, log_of_base, make_rng, monte_carlo_budget, positive_int, unit_name
-from ._output import new_figure, save_figure, write_csv, write_json
+from ._output import new_figure, save_figure, write_csv, write_header_csv, write_json
 from .estimate import RConvergence
 from .mutual_information import layer_information, warn_if_unconverged
 from .nn import named_noise_modules
@@ -788,9 +788,7 @@ def _write_history_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     # The header is written even for an empty history, so the file always states its columns.
     if rows:
         return write_csv(path, [{key: row[key] for key in HISTORY_FIELDS} for row in rows])
-    with Path(path).open("w", newline="") as handle:
-        csv.writer(handle).writerow(HISTORY_FIELDS)
-    return Path(path)
+    return write_header_csv(path, HISTORY_FIELDS)
 
 
 def _typed_row(row: Mapping[str, Any], path: Path, index: int) -> dict:

@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._output import stoppable, write_csv, write_json
+from .._output import stoppable, write_csv, write_header_csv, write_json
 from ..estimate import RConvergenceWarning
 
 __all__ = ["run", "add_arguments", "split_dataset", "Trainer", "run_training", "torch_threads", "WIDTHS",
@@ -73,6 +73,8 @@ OFFICIAL_LAST_EPOCH = 9999
 #: queries keep an early-epoch estimate to about half a minute on 2 cores, for a stderr of
 #: about 0.015 nats per entropy there (far less where the layer is separated).
 OFFICIAL_MC_QUERIES = 4096
+
+_TRAINING_FIELDS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
 def official_schedule(last_epoch: int = OFFICIAL_LAST_EPOCH) -> list[int]:
@@ -503,7 +505,8 @@ def _run(out: Path, *, protocol, epochs, beta, activation, repeats, n_points, lr
         "torch": torch.__version__, "python": platform.python_version(),
     }
     files = list(plane.save(out / "szt_information"))
-    files.append(write_csv(out / "szt_training.csv", training) if training else _empty_training(out))
+    files.append(write_csv(out / "szt_training.csv", training) if training
+                 else write_header_csv(out / "szt_training.csv", _TRAINING_FIELDS))
     files.append(write_json(out / "szt_config.json", config))
     history = plane.history
     if history:
@@ -512,12 +515,6 @@ def _run(out: Path, *, protocol, epochs, beta, activation, repeats, n_points, lr
     print("  wrote: " + ", ".join(Path(f).name for f in files) + f" in {out}")
     return {"history": history, "training": training, "config": config, "files": files,
             "interrupted": stopped[0]}
-
-
-def _empty_training(out: Path) -> Path:
-    path = out / "szt_training.csv"
-    path.write_text("epoch,train_loss,train_accuracy,test_loss,test_accuracy\n")
-    return path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
