@@ -16,6 +16,22 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "infoflow", *args], capture_output=True, text=True, timeout=300)
 
 
+def strict_json(text):
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def assert_user_error(result, *fragments):
+    err = result.stderr.strip()
+    assert result.returncode == 2, (result.returncode, err)
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    assert err.startswith("infoflow "), err
+    for fragment in fragments:
+        assert fragment in err, (fragment, err)
+
+
 def test_demo_runs_and_reports_estimate_bounds_and_limits():
     result = run_cli("entropy", "--demo")
     assert result.returncode == 0, result.stderr
@@ -77,3 +93,33 @@ def test_reproduce_szt_user_errors_are_one_line_and_exit_2(tmp_path, capsys, arg
     code = cli.main(["reproduce", "szt", "--out", str(tmp_path / "out"), *args])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+# ---------------------------------------------------------------------------------------
+# reproduce: no silent overwriting
+# ---------------------------------------------------------------------------------------
+
+def test_reproduce_refuses_to_overwrite_before_training(tmp_path):
+    pytest.importorskip("torch")
+    (tmp_path / "szt_config.json").write_text('{"mine": true}')
+    (tmp_path / "szt_training.csv").write_text("mine\n")
+    result = run_cli("reproduce", "szt", "--out", str(tmp_path), "--epochs", "1", "--points", "2", "--repeats", "2")
+    assert_user_error(result, "szt_config.json", "szt_training.csv", "--overwrite")
+    assert (tmp_path / "szt_config.json").read_text() == '{"mine": true}'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["szt_config.json", "szt_training.csv"]
+
+
+CONVERGENCE = ["--dims", "1", "--n-min", "2", "--n-max", "4", "--repeats", "1", "--mc-samples", "2"]
+
+
+def test_reproduce_overwrite_replaces(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "convergence.json").write_text('{"mine": true}')
+    args = ["reproduce", "convergence", "--out", str(tmp_path), *CONVERGENCE]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "convergence.json" in err and "--overwrite" in err, err
+    assert (tmp_path / "convergence.json").read_text() == '{"mine": true}'
+    assert cli.main([*args, "--overwrite"]) == 0
+    saved = strict_json((tmp_path / "convergence.json").read_text())
+    assert saved["config"]["n"] == [2, 4] and saved["interrupted"] is False

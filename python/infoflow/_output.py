@@ -20,8 +20,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-__all__ = ["output_dir", "atomic_write", "write_csv", "write_header_csv", "to_json", "write_json", "new_figure",
-           "save_figure", "stoppable"]
+__all__ = ["output_dir", "atomic_write", "check_new_files", "remove_files", "write_csv", "write_header_csv",
+           "to_json", "write_json", "new_figure", "save_figure", "stoppable"]
 
 
 @contextmanager
@@ -76,6 +76,32 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", *, newline: str | Non
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def check_new_files(folder: str | os.PathLike, names: Iterable[str], *, overwrite: bool) -> list[Path]:
+    """The paths ``folder / name``; FileExistsError naming those that exist, unless ``overwrite``.
+
+    Called before any long computation, so that a run that would replace a user's files
+    stops at once rather than after an hour.
+    """
+    folder, names = Path(folder), [str(name) for name in names]
+    paths = [folder / name for name in names]
+    existing = [] if overwrite else [name for name, path in zip(names, paths) if path.exists()]
+    if existing:
+        raise FileExistsError(f"{folder}: would overwrite {', '.join(existing)}; pass --overwrite "
+                              "(overwrite=True in Python) to replace, or choose another output folder")
+    return paths
+
+
+def remove_files(paths: Iterable[str | os.PathLike]) -> None:
+    """Delete those of ``paths`` that exist.
+
+    Used just before a run writes its set of files over an earlier run's: should the
+    writing stop half-way (a second Ctrl-C), no file of the old run is left beside the
+    new ones, only some of the new run's files are missing.
+    """
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
 
 
 def output_dir(out: str | Path) -> Path:

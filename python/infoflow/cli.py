@@ -60,7 +60,8 @@ def _entropy(args: argparse.Namespace) -> int:
     else:
         samples, source = load_samples(Path(args.file), args.key), str(args.file)
     if samples.ndim != 2:
-        raise SystemExit(f"infoflow entropy: expected a 2-D table of samples (rows = samples), got shape {samples.shape}")
+        raise SystemExit("infoflow entropy: expected a 2-D table of samples (rows = samples), "
+                         f"got shape {samples.shape}")
     n, d = samples.shape
     k = args.mc_samples  # None: the default budget of queries
     queries = monte_carlo_queries(n, k)
@@ -120,8 +121,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     "with its standard error and the Kolchinsky-Tracey bounds.")
     entropy.add_argument("file", nargs="?", help=".npy, .npz or .csv file, one sample per row")
     entropy.add_argument("--demo", action="store_true", help="use the built-in data instead of FILE")
-    entropy.add_argument("--beta", type=float, default=None, help="noise standard deviation (required, or 0.5 with --demo)")
-    entropy.add_argument("--mc-samples", type=int, default=None, help="noise draws per sample (default: 65536 queries in all, a random subset of "
+    entropy.add_argument("--beta", type=float, default=None,
+                         help="noise standard deviation (required, or 0.5 with --demo)")
+    entropy.add_argument("--mc-samples", type=int, default=None,
+                         help="noise draws per sample (default: 65536 queries in all, a random subset of "
                               "the samples when there are more)")
     entropy.add_argument("--base", type=float, default=None, help="logarithm base (default: e, nats; 2 for bits)")
     entropy.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -139,6 +142,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     for name, experiment in EXPERIMENTS.items():
         sub = names.add_parser(name, help=experiment.summary, description=experiment.summary)
         sub.add_argument("--out", default=None, help=f"output folder (default: ./infoflow-{name})")
+        sub.add_argument("--overwrite", action="store_true",
+                         help="replace the files of an earlier run in the output folder (default: refuse, "
+                              "before any computation)")
         if name == selected:
             experiment.add_arguments(sub)
     reproduce.set_defaults(run=_reproduce)
