@@ -123,3 +123,113 @@ def test_reproduce_overwrite_replaces(tmp_path, capsys):
     assert cli.main([*args, "--overwrite"]) == 0
     saved = strict_json((tmp_path / "convergence.json").read_text())
     assert saved["config"]["n"] == [2, 4] and saved["interrupted"] is False
+
+
+# ---------------------------------------------------------------------------------------
+# entropy: user errors are one line on stderr, exit code 2, no traceback
+# ---------------------------------------------------------------------------------------
+
+def bad_file(tmp_path, kind):
+    """A file of samples that a user could plausibly give by mistake, and a fragment of the error."""
+    if kind == "empty.csv":
+        path = tmp_path / kind
+        path.write_text("")
+        return path, "no samples"
+    if kind == "header-only.csv":
+        path = tmp_path / kind
+        path.write_text("a,b,c\n")
+        return path, "no samples"
+    if kind == "truncated.npz":
+        full = tmp_path / "full.npz"
+        np.savez(full, x=np.zeros((100, 3)))
+        path = tmp_path / kind
+        path.write_bytes(full.read_bytes()[:200])
+        return path, "truncated.npz"
+    if kind == "nan.csv":
+        path = tmp_path / kind
+        path.write_text("1,2\n3,nan\n")
+        return path, "nan.csv: sample 2 of 2 holds NaN"
+    if kind == "text.npy":
+        path = tmp_path / kind
+        path.write_text("1,2\n3,4\n")
+        return path, "not a .npy file"
+    path = tmp_path / kind
+    np.save(path, np.zeros((2, 3, 4)) if kind == "3d.npy" else np.array(1.5))
+    return path, "shape"
+
+
+@pytest.mark.parametrize("kind", ["empty.csv", "header-only.csv", "nan.csv", "truncated.npz", "text.npy", "3d.npy",
+                                  "0d.npy"])
+def test_unreadable_or_misshapen_files_are_one_line_errors(tmp_path, kind):
+    path, fragment = bad_file(tmp_path, kind)
+    assert_user_error(run_cli("entropy", str(path), "--beta", "0.1", "--mc-samples", "2"), fragment)
+
+
+def test_no_file_is_a_one_line_error():
+    assert_user_error(run_cli("entropy", "--beta", "0.1"), "FILE")
+    assert_user_error(run_cli("entropy"), "--beta")
+
+
+def csv_result(tmp_path, text, *args):
+    path = tmp_path / "samples.csv"
+    path.write_text(text)
+    return run_cli("entropy", str(path), "--beta", "0.3", "--json", "--mc-samples", "2", *args)
+
+
+@pytest.mark.parametrize("text, where", [
+    ("1,2,3\n4,5\n", "line 2"),               # ragged: used to read n = 1, the first row taken as a header
+    ("a,b,c\n1,2,3\n4,5\n", "line 3"),
+    ("1,2\n3,4\n5,6,7\n", "line 3"),
+    ("x,y\n1,2\n3,oops\n", "line 3"),
+    ("1,2x,3\n4,5,6\n", "line 1, value 2"),    # a typo in the first row is not a header
+    ("1,2,\n3,4,\n", "line 1, value 3: is empty"),
+])
+def test_csv_ragged_or_non_numeric_rows_are_errors_naming_the_line(tmp_path, text, where):
+    assert_user_error(csv_result(tmp_path, text), "samples.csv", where)
+
+
+@pytest.mark.parametrize("text", [
+    "1,2,3\n4,5,6\n-1,0.5,2e-3\n",
+    "a,b,c\n1,2,3\n4,5,6\n-1,0.5,2e-3\n",
+    "\ufeff\"col a\",\"col b\",c\n1,2,3\n4,5,6\n-1,0.5,2e-3\n\n",
+    "# a, b, c\n1, 2, 3\n4,5,6\n\n-1 ,0.5,2e-3\n",
+])
+def test_csv_header_only_when_the_first_row_is_not_numeric(tmp_path, text):
+    samples = np.array([[1, 2, 3], [4, 5, 6], [-1, 0.5, 2e-3]])
+    result = csv_result(tmp_path, text)
+    assert result.returncode == 0, result.stderr
+    data = strict_json(result.stdout)
+    assert (data["n"], data["d"]) == (3, 3)
+    lower, upper = kt_bounds_reference(samples, 0.3)
+    assert data["lower_bound"] == pytest.approx(lower, rel=1e-12)
+    assert data["upper_bound"] == pytest.approx(upper, rel=1e-12)
+
+
+def test_mc_samples_zero_is_an_error_naming_the_option():
+    assert_user_error(run_cli("entropy", "--demo", "--mc-samples", "0"), "--mc-samples", ">= 1")
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv"])
+def test_key_applies_to_npz_only(tmp_path, suffix):
+    path = tmp_path / f"x{suffix}"
+    if suffix == ".npy":
+        np.save(path, np.zeros((4, 2)))
+    else:
+        path.write_text("1,2\n3,4\n")
+    assert_user_error(run_cli("entropy", str(path), "--beta", "0.1", "--key", "layer1"), "--key", ".npz")
+    assert_user_error(run_cli("entropy", "--demo", "--key", "layer1"), "--key", ".npz")
+
+
+@pytest.mark.parametrize("dtype", ["float16", ">f8", ">f4", "<f4"])
+def test_float16_and_big_endian_files_are_read(tmp_path, dtype):
+    samples = np.random.default_rng(1).uniform(-1, 1, (50, 2)).astype(dtype)
+    path = tmp_path / "x.npy"
+    np.save(path, samples)
+    result = run_cli("entropy", str(path), "--beta", "0.2", "--json", "--mc-samples", "2")
+    assert result.returncode == 0, result.stderr
+    data = strict_json(result.stdout)
+    lower, upper = kt_bounds_reference(samples.astype(np.float64), 0.2)
+    # float16 becomes float64 (exact); float32 stays float32, so its bounds carry float32 rounding.
+    tolerance = 1e-5 if np.dtype(dtype).itemsize == 4 else 1e-12
+    assert data["n"] == 50 and data["lower_bound"] == pytest.approx(lower, rel=tolerance)
+    assert data["upper_bound"] == pytest.approx(upper, rel=tolerance)

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import sys
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from . import _backend
-from .entropy import mixture_entropy, mixture_entropy_bounds, monte_carlo_queries, noise_entropy
 from ._intake import log_of_base, unit_name
+from .entropy import mixture_entropy, mixture_entropy_bounds, monte_carlo_queries, noise_entropy
 from .experiments import EXPERIMENTS
+
+
+class UsageError(ValueError):
+    """A command-line mistake: reported as one line, exit status 2, no traceback."""
 
 
 def demo_samples() -> tuple[np.ndarray, str]:
@@ -25,43 +32,154 @@ def demo_samples() -> tuple[np.ndarray, str]:
     return (2.0 * patterns - 1.0), "built-in demo: the 4096 corners of {-1,1}^12"
 
 
-def load_samples(path: Path, key: str | None) -> np.ndarray:
-    """Samples as rows from .npy, .npz (first array, or ``key``) or .csv (a header row is skipped)."""
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        data = np.load(path, allow_pickle=False)
-    elif suffix == ".npz":
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK"  # a member's header (PK 3 4), or the end record (PK 5 6) of an empty archive
+
+
+def _magic(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(6)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    head = _magic(path)
+    if head != _NPY_MAGIC:
+        # np.load would take any other content for a pickle and advise allow_pickle.
+        hint = " (it is a zip archive: name it .npz)" if head.startswith(_ZIP_MAGIC) else ""
+        raise UsageError(f"{path}: not a .npy file, no NumPy header{hint}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (EOFError, ValueError) as exc:  # numpy's messages say what is wrong (truncation, object arrays)
+        raise UsageError(f"{path}: cannot read the array: {exc}") from None
+
+
+def _load_npz(path: Path, key: str | None) -> np.ndarray:
+    if not _magic(path).startswith(_ZIP_MAGIC):
+        raise UsageError(f"{path}: not a .npz file (not a zip archive)")
+    try:
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.keys())
             if not names:
-                raise ValueError(f"{path}: the archive holds no arrays")
+                raise UsageError(f"{path}: the archive holds no arrays")
             if key is not None and key not in names:
-                raise ValueError(f"{path}: no array named {key!r}; it has {names}")
-            data = archive[key or names[0]]
-    elif suffix in (".csv", ".txt"):
-        try:
-            data = np.loadtxt(path, delimiter=",", ndmin=2)
-        except ValueError:
-            data = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
-    else:
-        raise ValueError(f"{path}: unsupported file type {suffix!r} (use .npy, .npz or .csv)")
+                raise UsageError(f"{path}: no array named {key!r}; it has {names}")
+            return archive[key or names[0]]
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise UsageError(f"{path}: cannot read the archive (truncated or corrupt file?): {exc}") from None
+    except UsageError:
+        raise
+    except ValueError as exc:  # a member that is no array, or an object array
+        raise UsageError(f"{path}: cannot read the array: {exc}") from None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _csv_lines(text: str):
+    """(line number, stripped fields) of each row, blank and ``#`` comment lines skipped."""
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            # csv.reader handles quoted names ("col a", "a,b") in a header.
+            yield number, [field.strip() for field in next(csv.reader([line]))]
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    """Rows of comma-separated numbers; the first row is a header if none of its fields is a number.
+
+    Blank lines and lines starting with ``#`` (as numpy.savetxt writes a header) are
+    skipped.  Every other row must hold as many numbers as the first: a ragged or
+    non-numeric row is an error naming its line, never a silently dropped row.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Excel) is not part of a name
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
+    rows: list[list[float]] = []
+    first = width = None
+    header = False
+    for number, fields in _csv_lines(text):
+        values = [_number(field) for field in fields]
+        if first is None:
+            first, width = number, len(fields)
+            # A header is a row of names; a row mixing numbers and text is a broken first sample.
+            header = all(value is None for value in values)
+            if header:
+                continue
+        if len(fields) != width:
+            raise UsageError(f"{path}: line {number} has {len(fields)} values, line {first} has {width}")
+        bad = [(column, field) for column, (field, value) in enumerate(zip(fields, values), 1) if value is None]
+        if bad:
+            column, field = bad[0]
+            what = "is empty" if not field else f"{field!r} is not a number"
+            raise UsageError(f"{path}: line {number}, value {column}: {what}")
+        rows.append(values)
+    if not rows:
+        raise UsageError(f"{path}: no samples ({'a header only' if header else 'empty file'})")
+    return np.array(rows, dtype=np.float64)
+
+
+def _as_samples(data: np.ndarray, path: Path) -> np.ndarray:
+    """A 2-D table of float32/float64 samples from a loaded array, as the estimators take them.
+
+    Integers and booleans become float64, float16 and other precisions float64 (exact),
+    and byte-swapped (big-endian) float32/float64 the native type of the same precision.
+    """
+    if data.dtype.kind not in "fiub":
+        raise UsageError(f"{path}: holds {data.dtype} values, expected real numbers")
     if data.ndim == 1:
-        data = data[:, None]
-    if data.dtype.kind in "iub":  # files of integers are samples too: read them as float64
-        data = data.astype(np.float64)
-    return data
+        data = data[:, None]  # one value per sample
+    if data.ndim != 2:
+        raise UsageError(f"{path}: expected a 2-D table of samples (rows = samples) or a 1-D array, "
+                         f"got shape {data.shape}")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise UsageError(f"{path}: no samples (shape {data.shape})")
+    finite = np.isfinite(data).all(axis=1)
+    if not finite.all():
+        raise UsageError(f"{path}: sample {int(np.argmin(finite)) + 1} of {len(data)} holds NaN or infinity")
+    if data.dtype.kind == "f" and data.dtype.itemsize in (4, 8):
+        return data.astype(data.dtype.newbyteorder("="), copy=False)
+    return data.astype(np.float64)
+
+
+def load_samples(path: Path, key: str | None) -> np.ndarray:
+    """Samples as rows, float32 or float64, from .npy, .npz (first array, or ``key``) or
+    .csv/.txt (comma-separated; a header row of names is skipped).
+
+    Raises :class:`UsageError` (a ValueError) for a file that cannot serve: unreadable,
+    truncated, ragged, non-numeric, or not a 1-D or 2-D array.
+    """
+    suffix = path.suffix.lower()
+    if key is not None and suffix != ".npz":
+        raise UsageError(f"--key applies to .npz files only, not {path.name}")
+    if suffix == ".npy":
+        data = _load_npy(path)
+    elif suffix == ".npz":
+        data = _load_npz(path, key)
+    elif suffix in (".csv", ".txt"):
+        data = _load_csv(path)
+    else:
+        raise UsageError(f"{path}: unsupported file type {suffix!r} (use .npy, .npz or .csv)")
+    return _as_samples(data, path)
 
 
 def _entropy(args: argparse.Namespace) -> int:
+    if args.mc_samples is not None and args.mc_samples < 1:
+        raise UsageError(f"--mc-samples: must be >= 1, got {args.mc_samples}")
+    if args.demo and args.file is not None:
+        raise UsageError(f"give a FILE of samples or --demo, not both (got {args.file})")
     if args.demo:
+        if args.key is not None:
+            raise UsageError("--key applies to .npz files only, not --demo")
         samples, source = demo_samples()
     elif args.file is None:
-        raise SystemExit("infoflow entropy: give a FILE of samples or --demo")
+        raise UsageError("give a FILE of samples or --demo")
     else:
         samples, source = load_samples(Path(args.file), args.key), str(args.file)
-    if samples.ndim != 2:
-        raise SystemExit("infoflow entropy: expected a 2-D table of samples (rows = samples), "
-                         f"got shape {samples.shape}")
     n, d = samples.shape
     k = args.mc_samples  # None: the default budget of queries
     queries = monte_carlo_queries(n, k)
@@ -124,7 +242,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     entropy.add_argument("--beta", type=float, default=None,
                          help="noise standard deviation (required, or 0.5 with --demo)")
     entropy.add_argument("--mc-samples", type=int, default=None,
-                         help="noise draws per sample (default: 65536 queries in all, a random subset of "
+                         help="noise draws per sample, >= 1 (default: 65536 queries in all, a random subset of "
                               "the samples when there are more)")
     entropy.add_argument("--base", type=float, default=None, help="logarithm base (default: e, nats; 2 for bits)")
     entropy.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -157,17 +275,21 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    if args.command == "entropy" and args.beta is None:
-        if not args.demo:
-            parser.error("entropy: --beta is required")
-        args.beta = 0.5
+    command = f"infoflow {args.command}"
     try:
+        if args.command == "entropy" and args.beta is None:
+            if not args.demo:
+                raise UsageError("--beta is required (the noise standard deviation), or use --demo")
+            args.beta = 0.5
         return args.run(args)
     except (TypeError, ValueError, OSError) as exc:
-        print(f"infoflow {args.command}: error: {exc}", file=sys.stderr)
+        # User errors: validation (TypeError/ValueError naming the argument), unreadable
+        # files and refused overwrites (OSError).  One line, no usage dump: the message
+        # says what to change.
+        print(f"{command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("infoflow: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
 
 
