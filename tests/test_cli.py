@@ -233,3 +233,50 @@ def test_float16_and_big_endian_files_are_read(tmp_path, dtype):
     tolerance = 1e-5 if np.dtype(dtype).itemsize == 4 else 1e-12
     assert data["n"] == 50 and data["lower_bound"] == pytest.approx(lower, rel=tolerance)
     assert data["upper_bound"] == pytest.approx(upper, rel=tolerance)
+
+
+# ---------------------------------------------------------------------------------------
+# --json is always valid JSON
+# ---------------------------------------------------------------------------------------
+
+def test_json_huge_beta_is_valid_json():
+    result = run_cli("entropy", "--demo", "--json", "--beta", "1e200", "--mc-samples", "1")
+    assert result.returncode == 0, result.stderr
+    data = strict_json(result.stdout)
+    assert data["beta"] == 1e200 and (data["n"], data["d"]) == (4096, 12)
+    # h_Z = d/2 ln(2 pi e beta^2) is finite; null until the numerics stop overflowing beta^2.
+    h_z = 12 * (0.5 * math.log(2 * math.pi * math.e) + math.log(1e200))
+    assert data["noise_entropy"] is None or data["noise_entropy"] == pytest.approx(h_z, rel=1e-12)
+    for key in ("entropy", "stderr", "lower_bound", "upper_bound", "noise_entropy_plus_log_n"):
+        assert data[key] is None or math.isfinite(data[key])
+
+
+def test_json_one_centre_one_draw_has_null_stderr(tmp_path):
+    result = csv_result(tmp_path, "0.5,1\n", "--mc-samples", "1")  # the last --mc-samples counts
+    assert result.returncode == 0, result.stderr
+    data = strict_json(result.stdout)
+    h_z = 0.5 * 2 * math.log(2 * math.pi * math.e * 0.3**2)  # one centre: the mixture is one Gaussian
+    assert (data["n"], data["d"], data["mc_queries"]) == (1, 2, 1)
+    assert data["noise_entropy"] == data["lower_bound"] == data["upper_bound"] == pytest.approx(h_z, rel=1e-12)
+    assert data["noise_entropy_plus_log_n"] == pytest.approx(h_z, rel=1e-12)
+    assert data["stderr"] is None or data["stderr"] == 0  # undefined from one draw
+    assert math.isfinite(data["entropy"])
+
+
+# ---------------------------------------------------------------------------------------
+# Help text and labels
+# ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args", [["--help"], ["entropy", "--help"], ["reproduce", "--help"],
+                                  ["reproduce", "szt", "--help"], ["reproduce", "single-neuron", "--help"]])
+def test_help_is_plain_text(args):
+    result = run_cli(*args)
+    assert result.returncode == 0 and "usage: infoflow" in result.stdout
+    assert "``" not in result.stdout and ":math:" not in result.stdout and ":func:" not in result.stdout
+
+
+@pytest.mark.parametrize("base, label", [("2", "h_Z + log2 n"), ("10", "h_Z + log10 n"), ("3", "h_Z + log_3 n")])
+def test_ceiling_label_names_the_base(base, label):
+    result = run_cli("entropy", "--demo", "--base", base, "--mc-samples", "1")
+    assert result.returncode == 0, result.stderr
+    assert label in result.stdout and "ln n" not in result.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import math
 import sys
 import time
@@ -16,8 +15,12 @@ import numpy as np
 
 from . import _backend
 from ._intake import log_of_base, unit_name
+from ._output import to_json
 from .entropy import mixture_entropy, mixture_entropy_bounds, monte_carlo_queries, noise_entropy
 from .experiments import EXPERIMENTS
+
+# The parser's description: the module docstring without reST markup, which --help prints verbatim.
+DESCRIPTION = __doc__.replace("``", "")
 
 
 class UsageError(ValueError):
@@ -167,6 +170,15 @@ def load_samples(path: Path, key: str | None) -> np.ndarray:
     return _as_samples(data, path)
 
 
+def _ceiling_label(base: float | None) -> str:
+    """How the output names h_Z + log n in the unit of ``base``."""
+    if base is None or base == math.e:
+        return "h_Z + ln n"
+    if base in (2, 10):
+        return f"h_Z + log{base:g} n"
+    return f"h_Z + log_{base:g} n"
+
+
 def _entropy(args: argparse.Namespace) -> int:
     if args.mc_samples is not None and args.mc_samples < 1:
         raise UsageError(f"--mc-samples: must be >= 1, got {args.mc_samples}")
@@ -201,19 +213,21 @@ def _entropy(args: argparse.Namespace) -> int:
         "seconds": seconds, "simd": info["simd_runtime"], "threads": args.threads or info["max_threads"],
     }
     if args.json:
-        print(json.dumps(result, indent=2))
+        # Strict JSON: a value that is not a finite number (a standard error from one
+        # draw, an overflow) is null, never NaN or Infinity, which JSON does not have.
+        print(to_json(result, indent=2))
         return 0
     print(f"{source}: n = {n} samples, d = {d}, beta = {args.beta:g}")
     print(f"  h(P_S * N(0, beta^2 I)) = {estimate.value:.6f} ± {estimate.stderr:.6f} {unit}"
           f"  (Monte Carlo, {queries} queries, seed = {args.seed})")
     print(f"  Kolchinsky-Tracey bounds: {bounds.lower:.6f} <= h <= {bounds.upper:.6f} {unit}")
-    print(f"  limits: h_Z = {h_z:.6f} <= h <= h_Z + ln n = {ceiling:.6f} {unit}")
+    print(f"  limits: h_Z = {h_z:.6f} <= h <= {_ceiling_label(args.base)} = {ceiling:.6f} {unit}")
     print(f"  time: {seconds:.3f} s on {result['threads']} CPU thread(s), {info['simd_runtime']} kernel")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    print(json.dumps(_backend.build_info(), indent=2))
+    print(to_json(_backend.build_info(), indent=2))
     return 0
 
 
@@ -230,7 +244,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; an experiment's own options are added only when it is the one named
     in ``argv`` (adding them imports the experiment, and with it torch and matplotlib)."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="infoflow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="infoflow", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
 
     entropy = commands.add_parser(
