@@ -280,3 +280,29 @@ def test_ceiling_label_names_the_base(base, label):
     result = run_cli("entropy", "--demo", "--base", base, "--mc-samples", "1")
     assert result.returncode == 0, result.stderr
     assert label in result.stdout and "ln n" not in result.stdout
+
+
+# ---------------------------------------------------------------------------------------
+# reproduce: an interrupted run exits 130
+# ---------------------------------------------------------------------------------------
+
+def test_interrupted_reproduce_writes_results_and_exits_130(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    from infoflow.experiments import convergence as cv
+
+    calls = []
+    original = cv._trial
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(cv, "_trial", interrupt_second)
+    code = cli.main(["reproduce", "convergence", "--out", str(tmp_path), *CONVERGENCE])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130
+    assert "interrupted" in err[-1] and str(tmp_path) in err[-1]
+    saved = strict_json((tmp_path / "convergence.json").read_text())
+    assert saved["interrupted"] is True and [row["n"] for row in saved["rows"]] == [2]

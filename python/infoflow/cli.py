@@ -19,6 +19,9 @@ from ._output import to_json
 from .entropy import mixture_entropy, mixture_entropy_bounds, monte_carlo_queries, noise_entropy
 from .experiments import EXPERIMENTS
 
+#: The exit status of an interrupted command (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
 # The parser's description: the module docstring without reST markup, which --help prints verbatim.
 DESCRIPTION = __doc__.replace("``", "")
 
@@ -235,7 +238,13 @@ def _reproduce(args: argparse.Namespace) -> int:
     experiment = EXPERIMENTS[args.experiment]
     out = args.out or f"infoflow-{args.experiment}"
     options = {k: v for k, v in vars(args).items() if k not in ("command", "experiment", "out", "run")}
-    experiment.run(out, **options)
+    result = experiment.run(out, **options)
+    if result.get("interrupted"):
+        # Ctrl-C stopped the run and what was done is written; the exit status still says
+        # it did not finish, so that scripts and make do not take it for a full run.
+        print(f"infoflow reproduce {args.experiment}: interrupted; partial results in {Path(out).resolve()}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"infoflow reproduce {args.experiment}: results in {Path(out).resolve()}")
     return 0
 
@@ -268,7 +277,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     reproduce = commands.add_parser(
         "reproduce", help="run an experiment of Goldfeld et al. (ICML 2019): CSV/JSON data and PNG figures",
         description="Reproduce an experiment; results go to --out (default ./infoflow-NAME). "
-                    "Ctrl-C stops it and keeps what is done.")
+                    "Ctrl-C stops it, writes what is done and exits with status 130.")
     names = reproduce.add_subparsers(dest="experiment", required=True, metavar="NAME")
     selected = argv[1] if len(argv) > 1 and argv[0] == "reproduce" else None
     for name, experiment in EXPERIMENTS.items():
@@ -304,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
