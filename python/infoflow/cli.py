@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import json
+import csv
 import math
 import sys
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from . import _backend
-from .entropy import mixture_entropy, mixture_entropy_bounds, monte_carlo_queries, noise_entropy
 from ._intake import log_of_base, unit_name
+from ._output import to_json
+from .entropy import mixture_entropy, mixture_entropy_bounds, monte_carlo_queries, noise_entropy
 from .experiments import EXPERIMENTS
+
+#: The exit status of an interrupted command (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+# The parser's description: the module docstring without reST markup, which --help prints verbatim.
+DESCRIPTION = __doc__.replace("``", "")
+
+
+class UsageError(ValueError):
+    """A command-line mistake: reported as one line, exit status 2, no traceback."""
 
 
 def demo_samples() -> tuple[np.ndarray, str]:
@@ -25,42 +38,163 @@ def demo_samples() -> tuple[np.ndarray, str]:
     return (2.0 * patterns - 1.0), "built-in demo: the 4096 corners of {-1,1}^12"
 
 
-def load_samples(path: Path, key: str | None) -> np.ndarray:
-    """Samples as rows from .npy, .npz (first array, or ``key``) or .csv (a header row is skipped)."""
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        data = np.load(path, allow_pickle=False)
-    elif suffix == ".npz":
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK"  # a member's header (PK 3 4), or the end record (PK 5 6) of an empty archive
+
+
+def _magic(path: Path) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(6)
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    head = _magic(path)
+    if head != _NPY_MAGIC:
+        # np.load would take any other content for a pickle and advise allow_pickle.
+        hint = " (it is a zip archive: name it .npz)" if head.startswith(_ZIP_MAGIC) else ""
+        raise UsageError(f"{path}: not a .npy file, no NumPy header{hint}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (EOFError, ValueError) as exc:  # numpy's messages say what is wrong (truncation, object arrays)
+        raise UsageError(f"{path}: cannot read the array: {exc}") from None
+
+
+def _load_npz(path: Path, key: str | None) -> np.ndarray:
+    if not _magic(path).startswith(_ZIP_MAGIC):
+        raise UsageError(f"{path}: not a .npz file (not a zip archive)")
+    try:
         with np.load(path, allow_pickle=False) as archive:
             names = list(archive.keys())
             if not names:
-                raise ValueError(f"{path}: the archive holds no arrays")
+                raise UsageError(f"{path}: the archive holds no arrays")
             if key is not None and key not in names:
-                raise ValueError(f"{path}: no array named {key!r}; it has {names}")
-            data = archive[key or names[0]]
-    elif suffix in (".csv", ".txt"):
-        try:
-            data = np.loadtxt(path, delimiter=",", ndmin=2)
-        except ValueError:
-            data = np.loadtxt(path, delimiter=",", ndmin=2, skiprows=1)
-    else:
-        raise ValueError(f"{path}: unsupported file type {suffix!r} (use .npy, .npz or .csv)")
+                raise UsageError(f"{path}: no array named {key!r}; it has {names}")
+            return archive[key or names[0]]
+    except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise UsageError(f"{path}: cannot read the archive (truncated or corrupt file?): {exc}") from None
+    except UsageError:
+        raise
+    except ValueError as exc:  # a member that is no array, or an object array
+        raise UsageError(f"{path}: cannot read the array: {exc}") from None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _csv_lines(text: str):
+    """(line number, stripped fields) of each row, blank and ``#`` comment lines skipped."""
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
+        if line.strip() and not line.lstrip().startswith("#"):
+            # csv.reader handles quoted names ("col a", "a,b") in a header.
+            yield number, [field.strip() for field in next(csv.reader([line]))]
+
+
+def _load_csv(path: Path) -> np.ndarray:
+    """Rows of comma-separated numbers; the first row is a header if none of its fields is a number.
+
+    Blank lines and lines starting with ``#`` (as numpy.savetxt writes a header) are
+    skipped.  Every other row must hold as many numbers as the first: a ragged or
+    non-numeric row is an error naming its line, never a silently dropped row.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: a byte-order mark (Excel) is not part of a name
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
+    rows: list[list[float]] = []
+    first = width = None
+    header = False
+    for number, fields in _csv_lines(text):
+        values = [_number(field) for field in fields]
+        if first is None:
+            first, width = number, len(fields)
+            # A header is a row of names; a row mixing numbers and text is a broken first sample.
+            header = all(value is None for value in values)
+            if header:
+                continue
+        if len(fields) != width:
+            raise UsageError(f"{path}: line {number} has {len(fields)} values, line {first} has {width}")
+        bad = [(column, field) for column, (field, value) in enumerate(zip(fields, values), 1) if value is None]
+        if bad:
+            column, field = bad[0]
+            what = "is empty" if not field else f"{field!r} is not a number"
+            raise UsageError(f"{path}: line {number}, value {column}: {what}")
+        rows.append(values)
+    if not rows:
+        raise UsageError(f"{path}: no samples ({'a header only' if header else 'empty file'})")
+    return np.array(rows, dtype=np.float64)
+
+
+def _as_samples(data: np.ndarray, path: Path) -> np.ndarray:
+    """A 2-D table of float32/float64 samples from a loaded array, as the estimators take them.
+
+    Integers and booleans become float64, float16 and other precisions float64 (exact),
+    and byte-swapped (big-endian) float32/float64 the native type of the same precision.
+    """
+    if data.dtype.kind not in "fiub":
+        raise UsageError(f"{path}: holds {data.dtype} values, expected real numbers")
     if data.ndim == 1:
-        data = data[:, None]
-    if data.dtype.kind in "iub":  # files of integers are samples too: read them as float64
-        data = data.astype(np.float64)
-    return data
+        data = data[:, None]  # one value per sample
+    if data.ndim != 2:
+        raise UsageError(f"{path}: expected a 2-D table of samples (rows = samples) or a 1-D array, "
+                         f"got shape {data.shape}")
+    if data.shape[0] == 0 or data.shape[1] == 0:
+        raise UsageError(f"{path}: no samples (shape {data.shape})")
+    finite = np.isfinite(data).all(axis=1)
+    if not finite.all():
+        raise UsageError(f"{path}: sample {int(np.argmin(finite)) + 1} of {len(data)} holds NaN or infinity")
+    if data.dtype.kind == "f" and data.dtype.itemsize in (4, 8):
+        return data.astype(data.dtype.newbyteorder("="), copy=False)
+    return data.astype(np.float64)
+
+
+def load_samples(path: Path, key: str | None) -> np.ndarray:
+    """Samples as rows, float32 or float64, from .npy, .npz (first array, or ``key``) or
+    .csv/.txt (comma-separated; a header row of names is skipped).
+
+    Raises :class:`UsageError` (a ValueError) for a file that cannot serve: unreadable,
+    truncated, ragged, non-numeric, or not a 1-D or 2-D array.
+    """
+    suffix = path.suffix.lower()
+    if key is not None and suffix != ".npz":
+        raise UsageError(f"--key applies to .npz files only, not {path.name}")
+    if suffix == ".npy":
+        data = _load_npy(path)
+    elif suffix == ".npz":
+        data = _load_npz(path, key)
+    elif suffix in (".csv", ".txt"):
+        data = _load_csv(path)
+    else:
+        raise UsageError(f"{path}: unsupported file type {suffix!r} (use .npy, .npz or .csv)")
+    return _as_samples(data, path)
+
+
+def _ceiling_label(base: float | None) -> str:
+    """How the output names h_Z + log n in the unit of ``base``."""
+    if base is None or base == math.e:
+        return "h_Z + ln n"
+    if base in (2, 10):
+        return f"h_Z + log{base:g} n"
+    return f"h_Z + log_{base:g} n"
 
 
 def _entropy(args: argparse.Namespace) -> int:
+    if args.mc_samples is not None and args.mc_samples < 1:
+        raise UsageError(f"--mc-samples: must be >= 1, got {args.mc_samples}")
+    if args.demo and args.file is not None:
+        raise UsageError(f"give a FILE of samples or --demo, not both (got {args.file})")
     if args.demo:
+        if args.key is not None:
+            raise UsageError("--key applies to .npz files only, not --demo")
         samples, source = demo_samples()
     elif args.file is None:
-        raise SystemExit("infoflow entropy: give a FILE of samples or --demo")
+        raise UsageError("give a FILE of samples or --demo")
     else:
         samples, source = load_samples(Path(args.file), args.key), str(args.file)
-    if samples.ndim != 2:
-        raise SystemExit(f"infoflow entropy: expected a 2-D table of samples (rows = samples), got shape {samples.shape}")
     n, d = samples.shape
     k = args.mc_samples  # None: the default budget of queries
     queries = monte_carlo_queries(n, k)
@@ -82,19 +216,21 @@ def _entropy(args: argparse.Namespace) -> int:
         "seconds": seconds, "simd": info["simd_runtime"], "threads": args.threads or info["max_threads"],
     }
     if args.json:
-        print(json.dumps(result, indent=2))
+        # Strict JSON: a value that is not a finite number (a standard error from one
+        # draw, an overflow) is null, never NaN or Infinity, which JSON does not have.
+        print(to_json(result, indent=2))
         return 0
     print(f"{source}: n = {n} samples, d = {d}, beta = {args.beta:g}")
     print(f"  h(P_S * N(0, beta^2 I)) = {estimate.value:.6f} ± {estimate.stderr:.6f} {unit}"
           f"  (Monte Carlo, {queries} queries, seed = {args.seed})")
     print(f"  Kolchinsky-Tracey bounds: {bounds.lower:.6f} <= h <= {bounds.upper:.6f} {unit}")
-    print(f"  limits: h_Z = {h_z:.6f} <= h <= h_Z + ln n = {ceiling:.6f} {unit}")
+    print(f"  limits: h_Z = {h_z:.6f} <= h <= {_ceiling_label(args.base)} = {ceiling:.6f} {unit}")
     print(f"  time: {seconds:.3f} s on {result['threads']} CPU thread(s), {info['simd_runtime']} kernel")
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
-    print(json.dumps(_backend.build_info(), indent=2))
+    print(to_json(_backend.build_info(), indent=2))
     return 0
 
 
@@ -102,7 +238,13 @@ def _reproduce(args: argparse.Namespace) -> int:
     experiment = EXPERIMENTS[args.experiment]
     out = args.out or f"infoflow-{args.experiment}"
     options = {k: v for k, v in vars(args).items() if k not in ("command", "experiment", "out", "run")}
-    experiment.run(out, **options)
+    result = experiment.run(out, **options)
+    if result.get("interrupted"):
+        # Ctrl-C stopped the run and what was done is written; the exit status still says
+        # it did not finish, so that scripts and make do not take it for a full run.
+        print(f"infoflow reproduce {args.experiment}: interrupted; partial results in {Path(out).resolve()}",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     print(f"infoflow reproduce {args.experiment}: results in {Path(out).resolve()}")
     return 0
 
@@ -111,7 +253,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; an experiment's own options are added only when it is the one named
     in ``argv`` (adding them imports the experiment, and with it torch and matplotlib)."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="infoflow", description=__doc__)
+    parser = argparse.ArgumentParser(prog="infoflow", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
 
     entropy = commands.add_parser(
@@ -120,8 +262,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                     "with its standard error and the Kolchinsky-Tracey bounds.")
     entropy.add_argument("file", nargs="?", help=".npy, .npz or .csv file, one sample per row")
     entropy.add_argument("--demo", action="store_true", help="use the built-in data instead of FILE")
-    entropy.add_argument("--beta", type=float, default=None, help="noise standard deviation (required, or 0.5 with --demo)")
-    entropy.add_argument("--mc-samples", type=int, default=None, help="noise draws per sample (default: 65536 queries in all, a random subset of "
+    entropy.add_argument("--beta", type=float, default=None,
+                         help="noise standard deviation (required, or 0.5 with --demo)")
+    entropy.add_argument("--mc-samples", type=int, default=None,
+                         help="noise draws per sample, >= 1 (default: 65536 queries in all, a random subset of "
                               "the samples when there are more)")
     entropy.add_argument("--base", type=float, default=None, help="logarithm base (default: e, nats; 2 for bits)")
     entropy.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -133,12 +277,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     reproduce = commands.add_parser(
         "reproduce", help="run an experiment of Goldfeld et al. (ICML 2019): CSV/JSON data and PNG figures",
         description="Reproduce an experiment; results go to --out (default ./infoflow-NAME). "
-                    "Ctrl-C stops it and keeps what is done.")
+                    "Ctrl-C stops it, writes what is done and exits with status 130.")
     names = reproduce.add_subparsers(dest="experiment", required=True, metavar="NAME")
     selected = argv[1] if len(argv) > 1 and argv[0] == "reproduce" else None
     for name, experiment in EXPERIMENTS.items():
         sub = names.add_parser(name, help=experiment.summary, description=experiment.summary)
         sub.add_argument("--out", default=None, help=f"output folder (default: ./infoflow-{name})")
+        sub.add_argument("--overwrite", action="store_true",
+                         help="replace the files of an earlier run in the output folder (default: refuse, "
+                              "before any computation)")
         if name == selected:
             experiment.add_arguments(sub)
     reproduce.set_defaults(run=_reproduce)
@@ -151,18 +298,22 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
-    if args.command == "entropy" and args.beta is None:
-        if not args.demo:
-            parser.error("entropy: --beta is required")
-        args.beta = 0.5
+    command = f"infoflow {args.command}"
     try:
+        if args.command == "entropy" and args.beta is None:
+            if not args.demo:
+                raise UsageError("--beta is required (the noise standard deviation), or use --demo")
+            args.beta = 0.5
         return args.run(args)
     except (TypeError, ValueError, OSError) as exc:
-        print(f"infoflow {args.command}: error: {exc}", file=sys.stderr)
+        # User errors: validation (TypeError/ValueError naming the argument), unreadable
+        # files and refused overwrites (OSError).  One line, no usage dump: the message
+        # says what to change.
+        print(f"{command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("infoflow: interrupted", file=sys.stderr)
-        return 130
+        print(f"{command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ._intake import class_labels, log_of_base, make_rng, monte_carlo_budget, positive_int, thread_count, unit_name
-from ._output import new_figure, save_figure, write_csv, write_json
+from ._output import check_new_files, new_figure, save_figure, write_csv, write_header_csv, write_json
 from .estimate import RConvergence
 from .mutual_information import layer_information, warn_if_unconverged
 from .nn import named_noise_modules
@@ -713,26 +713,29 @@ class InformationPlane:
             "history": self.history,
         }
 
-    def save(self, out: str | os.PathLike) -> tuple[Path, Path]:
+    def save(self, out: str | os.PathLike, *, overwrite: bool = False) -> tuple[Path, Path]:
         """Write the history as CSV and JSON.
 
         Parameters
         ----------
         out : str or path
-            An existing folder (the files are ``information_plane.csv`` and
-            ``information_plane.json`` in it) or a path prefix (``out + ".csv"`` and
-            ``out + ".json"``; its folder is created).
+            A folder, existing or named with a trailing slash (created; the files are
+            ``information_plane.csv`` and ``information_plane.json`` in it), or a path
+            prefix (``out + ".csv"`` and ``out + ".json"``; its folder is created).
+        overwrite : bool
+            Replace existing files (default False: FileExistsError naming them, before
+            anything is written).
 
         Returns
         -------
         (Path, Path)
-            The CSV and JSON paths.
+            The CSV and JSON paths.  Each file is written atomically (complete or not
+            at all).
         """
-        out = Path(out)
-        prefix = out / "information_plane" if out.is_dir() else out
+        prefix = _output_prefix(out, "information_plane")
+        csv_path, json_path = check_new_files(prefix.parent, [prefix.name + ".csv", prefix.name + ".json"],
+                                              overwrite=overwrite)
         prefix.parent.mkdir(parents=True, exist_ok=True)
-        csv_path = prefix.with_name(prefix.name + ".csv")
-        json_path = prefix.with_name(prefix.name + ".json")
         _write_history_csv(csv_path, self._history)
         write_json(json_path, self.to_dict())
         return csv_path, json_path
@@ -769,7 +772,11 @@ class InformationPlane:
 
     def plot(self, path: str | os.PathLike, *, title: str | None = None) -> Path:
         """Draw the history with :func:`plot_information_plane`, with H(X) and H(Y) marked;
-        the default title states beta, m and R."""
+        the default title states beta, m and R.  A folder (existing, or named with a
+        trailing slash) means ``information_plane.png`` in it, as for :meth:`save`."""
+        prefix = _output_prefix(path, "information_plane")
+        path = prefix.with_name(prefix.name + ".png") if prefix != Path(os.fspath(path)) else prefix
+        path.parent.mkdir(parents=True, exist_ok=True)
         if title is None:
             title = (f"beta = {self.beta:g}, m = {self.n_inputs} inputs, R = {self.options['repeats']} "
                      "samples per input")
@@ -784,13 +791,19 @@ def _history_row(epoch: int, layer: LayerInformation) -> dict:
     return {key: row[key] for key in HISTORY_FIELDS}
 
 
+def _output_prefix(out: str | os.PathLike, stem: str) -> Path:
+    """Where ``save(out)`` writes: ``out/stem`` if ``out`` is a folder (it exists as one, or
+    ends with a path separator, which :class:`~pathlib.Path` would drop), else ``out``."""
+    text = os.fspath(out)
+    separators = tuple(sep for sep in (os.sep, os.altsep) if sep)
+    return Path(text) / stem if text.endswith(separators) or Path(text).is_dir() else Path(text)
+
+
 def _write_history_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> Path:
     # The header is written even for an empty history, so the file always states its columns.
     if rows:
         return write_csv(path, [{key: row[key] for key in HISTORY_FIELDS} for row in rows])
-    with Path(path).open("w", newline="") as handle:
-        csv.writer(handle).writerow(HISTORY_FIELDS)
-    return Path(path)
+    return write_header_csv(path, HISTORY_FIELDS)
 
 
 def _typed_row(row: Mapping[str, Any], path: Path, index: int) -> dict:

@@ -22,7 +22,9 @@ class Experiment:
     module : str
         Module (relative to this package) defining ``run(out_dir, **options)`` and
         ``add_arguments(parser)``; imported only when the experiment runs, so that
-        ``import infoflow`` never imports torch or matplotlib.
+        ``import infoflow`` never imports torch or matplotlib.  Every ``run`` takes
+        ``overwrite=False`` (``infoflow reproduce NAME --overwrite``): without it, a run
+        refuses to replace files of an earlier one, before computing anything.
     """
 
     name: str
@@ -33,7 +35,8 @@ class Experiment:
         return importlib.import_module(f"{__package__}.{self.module}")
 
     def run(self, out_dir, **options):
-        """Run the experiment, writing CSV/JSON/PNG into ``out_dir``; returns its result."""
+        """Run the experiment, writing CSV/JSON/PNG into ``out_dir``; returns its result
+        (a dict whose ``"interrupted"`` is True after Ctrl-C)."""
         return self.load().run(out_dir, **options)
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._output import new_figure, save_figure, stoppable, write_csv, write_json
+from .._output import new_figure, remove_files, save_figure, stoppable, write_csv, write_json
 from .szt import DEFAULT_EPOCHS, DEFAULT_POINTS, WIDTHS, Trainer, run_training, seed_streams, split_dataset
 
 __all__ = ["run", "add_arguments", "dyadic_bin_sizes"]
@@ -44,6 +44,8 @@ DEFAULT_FINE_BIN = 1e-4
 DEFAULT_MAX_HALVINGS = 24
 #: R for the noisy twin's estimates (kept small: this experiment is about binning).
 DEFAULT_TWIN_REPEATS = 8
+#: The files one run writes into its folder.
+FILES = ("binning_vs_bin_size.csv", "binning_over_epochs.csv", "binning.json", "binning.png")
 
 
 def dyadic_bin_sizes(max_halvings: int = DEFAULT_MAX_HALVINGS) -> list[float]:
@@ -217,7 +219,7 @@ def _plot(path, vs_size, over_epochs, *, fine_bin, ln_m, title, limits) -> Path:
 def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_size=256,
         n_points=DEFAULT_POINTS, fine_bin=DEFAULT_FINE_BIN, max_halvings=DEFAULT_MAX_HALVINGS,
         beta=0.005, repeats=DEFAULT_TWIN_REPEATS, max_centers=None, mc_samples=None, noisy_csv=None,
-        seed=0, seeds=1, progress=True, num_threads=None) -> dict:
+        seed=0, seeds=1, progress=True, num_threads=None, overwrite=False) -> dict:
     """Train the noiseless SZT network and compare binned estimates with the noisy SP estimate.
 
     Parameters
@@ -259,6 +261,9 @@ def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_siz
         CPU threads for torch and the estimators.  Default: torch single-threaded and the
         estimators on all threads (see :func:`infoflow.experiments.szt.torch_threads`);
         torch's setting is restored afterwards.
+    overwrite : bool
+        Replace the files of an earlier run in ``out_dir`` (default False:
+        FileExistsError naming them, before any training).
 
     Returns
     -------
@@ -280,7 +285,8 @@ def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_siz
     from .seeds import run_each, write_seed_aggregate
 
     out, results = run_each(out_dir, seed, seeds, num_threads, lambda folder, root, torch_seed, label, threads: _run(
-        folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=threads, **options))
+        folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=threads, **options),
+        name="binning", files=FILES, overwrite=overwrite)
     if seeds == 1:
         return results[0]
     return write_seed_aggregate(
@@ -364,6 +370,7 @@ def _run(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, m
         "torch_threads": torch.get_num_threads(), "estimator_threads": kernel_threads,
         "ln_m": ln_m, "unit": "nats", "seconds": time.perf_counter() - started,
     }
+    remove_files(out / name for name in FILES)  # checked by run_each; see szt._run
     files = [write_csv(out / "binning_vs_bin_size.csv", vs_size),
              write_csv(out / "binning_over_epochs.csv", over_epochs),
              write_json(out / "binning.json", {"config": config, "zero_bin_limits": limits,

@@ -44,13 +44,16 @@ from scipy.special import digamma, gammaln
 
 from .._intake import make_rng
 from ..entropy import mixture_entropy
-from .._output import new_figure, output_dir, save_figure, stoppable, write_csv, write_json
+from .._output import (check_new_files, new_figure, output_dir, remove_files, save_figure, stoppable, write_csv,
+                       write_json)
 from .single_neuron import mixture_entropy_1d
 
 __all__ = ["corner_samples", "true_entropy", "log_unit_ball_volume", "knn_entropy", "n_grid", "run",
            "add_arguments"]
 
 _ESTIMATORS = ("sp", "knn")
+#: The files a run writes into its folder.
+FILES = ("convergence.csv", "convergence.png", "convergence.json")
 
 
 # ---------------------------------------------------------------------------------------
@@ -223,7 +226,8 @@ def _seed_record(rng):
 
 
 def run(out_dir, *, dims=(2, 5, 10), beta: float = 0.5, n_min: int = 16, n_max: int = 16384,
-        repeats: int = 5, mc_samples: int | None = None, k: int = 1, rng=0, progress: bool = True) -> dict:
+        repeats: int = 5, mc_samples: int | None = None, k: int = 1, rng=0, progress: bool = True,
+        overwrite: bool = False) -> dict:
     r"""Error of the SP and kNN entropy estimators against n, for P uniform on {-1, 1}^d.
 
     Writes into ``out_dir``: ``convergence.csv`` (one row per (d, n): the true entropy and,
@@ -256,6 +260,9 @@ def run(out_dir, *, dims=(2, 5, 10), beta: float = 0.5, n_min: int = 16, n_max: 
         Seed of all draws (SPEC 7).
     progress : bool
         Show a progress bar over the trials.
+    overwrite : bool
+        Replace the files of an earlier run in ``out_dir`` (default False:
+        FileExistsError naming them, before any computation).
 
     Returns
     -------
@@ -269,6 +276,7 @@ def run(out_dir, *, dims=(2, 5, 10), beta: float = 0.5, n_min: int = 16, n_max: 
     if repeats < 1:
         raise ValueError(f"repeats: expected at least 1, got {repeats}")
     grid = n_grid(n_min, n_max)
+    paths = check_new_files(out_dir, FILES, overwrite=overwrite)
     out = output_dir(out_dir)
     config = {"dims": dims, "beta": float(beta), "n_min": int(n_min), "n_max": int(n_max), "n": grid,
               "repeats": int(repeats), "mc_samples": mc_samples, "k": int(k), "seed": _seed_record(rng),
@@ -300,6 +308,7 @@ def run(out_dir, *, dims=(2, 5, 10), beta: float = 0.5, n_min: int = 16, n_max: 
 
     result = {"config": config, "true_entropy": {str(d): h for d, h in truths.items()}, "rows": rows,
               "trials": trials, "interrupted": stopped[0], "runtime_s": time.perf_counter() - start}
+    remove_files(paths)  # an interrupted save then leaves no file of an earlier run beside these
     files = [write_csv(out / "convergence.csv", rows), _plot(rows, config, truths, out / "convergence.png")]
     result["files"] = [str(f) for f in files] + [str(out / "convergence.json")]
     write_json(out / "convergence.json", result)

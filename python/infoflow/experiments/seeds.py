@@ -16,32 +16,45 @@ from typing import Sequence
 
 import numpy as np
 
-from .._output import new_figure, save_figure, write_csv, write_json
+from .._output import new_figure, remove_files, save_figure, write_csv, write_json
 
-__all__ = ["run_each", "aggregate_histories", "peaks_by_seed", "plot_seed_bands", "plot_grouped_bands",
-           "write_seed_aggregate"]
+__all__ = ["run_each", "aggregate_files", "aggregate_histories", "peaks_by_seed", "plot_seed_bands",
+           "plot_grouped_bands", "write_seed_aggregate"]
 
 _QUANTITIES = ("ixt", "iyt")
 
 
-def run_each(out_dir, seed: int, seeds: int, num_threads: int | None, run_one) -> tuple[Path, list[dict]]:
+def aggregate_files(name: str) -> tuple[str, ...]:
+    """The files :func:`write_seed_aggregate` writes for experiment ``name``."""
+    return (f"{name}_seeds.csv", f"{name}_seeds.json", f"{name}_seeds.png")
+
+
+def run_each(out_dir, seed: int, seeds: int, num_threads: int | None, run_one, *, name: str,
+             files: Sequence[str], overwrite: bool = False) -> tuple[Path, list[dict]]:
     """Run an experiment once per seed: the loop shared by ``szt`` and ``binning``.
 
-    Validates ``seed``, ``seeds`` and ``num_threads`` before anything is written, creates
-    ``out_dir`` and, with torch's threads set by
-    :func:`~infoflow.experiments.szt.torch_threads`, calls ``run_one(folder, root,
-    torch_seed, label, kernel_threads)`` for each run of
+    Validates ``seed``, ``seeds`` and ``num_threads``, and refuses (FileExistsError) to
+    replace any file the runs would write (``files`` of each run, and with several runs
+    the aggregate's :func:`aggregate_files` of ``name``) unless ``overwrite``, all before
+    anything is written or trained.  Then it creates ``out_dir`` and, with torch's
+    threads set by :func:`~infoflow.experiments.szt.torch_threads`, calls
+    ``run_one(folder, root, torch_seed, label, kernel_threads)`` for each run of
     :func:`~infoflow.experiments.szt.run_seeds`: into ``out_dir`` itself for a single run,
     else into ``out_dir/seed_<i>``.  Stops after a run that was interrupted (Ctrl-C).
     Returns the output folder and the results so far."""
     from .._intake import positive_int, thread_count
-    from .._output import output_dir
+    from .._output import check_new_files, output_dir
     from .szt import run_seeds, torch_threads
 
     count = positive_int(seeds, "seeds", allow_none=False)
     if num_threads is not None:
         thread_count(num_threads)
     runs = run_seeds(seed, count)
+    if count == 1:
+        check_new_files(out_dir, files, overwrite=overwrite)
+    else:
+        check_new_files(out_dir, [f"seed_{i}/{file}" for i in range(count) for file in files]
+                        + list(aggregate_files(name)), overwrite=overwrite)
     out = output_dir(out_dir)
     results = []
     with torch_threads(num_threads) as kernel_threads:
@@ -200,6 +213,7 @@ def write_seed_aggregate(out: Path, name: str, results: Sequence[dict], *, title
 
     ixt_max = mean_of("input_entropy") if ixt_max is None else ixt_max
     iyt_max = mean_of("label_entropy") if iyt_max is None else iyt_max
+    remove_files(out / file for file in aggregate_files(name))  # no earlier aggregate beside this one
     files = [write_csv(out / f"{name}_seeds.csv", aggregate)] if aggregate else []
     files.append(write_json(out / f"{name}_seeds.json", {
         "experiment": name, "n_runs": len(results), "runs": [f"seed_{i}" for i in range(len(results))],

@@ -47,7 +47,8 @@ from scipy import integrate
 
 from .._intake import make_rng
 from ..entropy import mixture_entropy, noise_entropy
-from .._output import new_figure, output_dir, save_figure, stoppable, write_csv, write_json
+from .._output import (check_new_files, new_figure, output_dir, remove_files, save_figure, stoppable, write_csv,
+                       write_json)
 
 __all__ = [
     "X_VALUES",
@@ -73,6 +74,8 @@ LN4 = math.log(4.0)
 H_QUARTER = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
 #: I(X;T) when the images of -3 and -1 have merged (1/4, 1/4, 1/2 split), 1.5 ln 2 nats.
 H_SHOULDER = 1.5 * math.log(2.0)
+#: The files a run writes into its folder.
+FILES = ("single_neuron.csv", "single_neuron.png", "single_neuron.json")
 
 # Quadrature tolerances: tight enough that the exact curve is exact at plotting scale
 # and for the tests (1e-8 nats), loose enough that quad never warns about round-off.
@@ -292,7 +295,8 @@ def _seed_record(rng):
 
 
 def run(out_dir, *, w_max: float = 4.0, n_w: int = 81, beta: float = 0.05, n_samples: int = 400,
-        balanced: bool = True, mc_samples: int | None = None, rng=0, progress: bool = True) -> dict:
+        balanced: bool = True, mc_samples: int | None = None, rng=0, progress: bool = True,
+        overwrite: bool = False) -> dict:
     r"""I(X;T) of the single noisy neuron against w: SP estimate and exact value.
 
     Writes into ``out_dir``: ``single_neuron.csv`` (one row per w: ``w``, ``estimate``,
@@ -328,6 +332,9 @@ def run(out_dir, *, w_max: float = 4.0, n_w: int = 81, beta: float = 0.05, n_sam
         Seed of the draws of X and of the Monte Carlo noise (SPEC 7).
     progress : bool
         Show a progress bar over w.
+    overwrite : bool
+        Replace the files of an earlier run in ``out_dir`` (default False:
+        FileExistsError naming them, before any computation).
 
     Returns
     -------
@@ -339,6 +346,7 @@ def run(out_dir, *, w_max: float = 4.0, n_w: int = 81, beta: float = 0.05, n_sam
         raise ValueError(f"n_w: expected at least 2 grid points, got {n_w}")
     if not (w_max > 0 and math.isfinite(w_max)):
         raise ValueError(f"w_max: expected a finite number > 0, got {w_max!r}")
+    paths = check_new_files(out_dir, FILES, overwrite=overwrite)
     out = output_dir(out_dir)
     config = {"w_max": float(w_max), "n_w": int(n_w), "beta": float(beta), "n_samples": int(n_samples),
               "balanced": bool(balanced), "mc_samples": mc_samples, "seed": _seed_record(rng),
@@ -365,6 +373,7 @@ def run(out_dir, *, w_max: float = 4.0, n_w: int = 81, beta: float = 0.05, n_sam
     result = {"config": config, "rows": rows, "exact_curve": curve,
               "x_counts": dict(zip(map(str, X_VALUES.astype(int)), counts)),
               "interrupted": stopped[0], "runtime_s": time.perf_counter() - start}
+    remove_files(paths)  # an interrupted save then leaves no file of an earlier run beside these
     files = [write_csv(out / "single_neuron.csv", rows), _plot(rows, curve, config, out / "single_neuron.png")]
     result["files"] = [str(f) for f in files] + [str(out / "single_neuron.json")]
     write_json(out / "single_neuron.json", result)

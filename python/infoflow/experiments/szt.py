@@ -38,7 +38,7 @@ from typing import Callable
 
 import numpy as np
 
-from .._output import stoppable, write_csv, write_json
+from .._output import remove_files, stoppable, write_csv, write_header_csv, write_json
 from ..estimate import RConvergenceWarning
 
 __all__ = ["run", "add_arguments", "split_dataset", "Trainer", "run_training", "torch_threads", "WIDTHS",
@@ -73,6 +73,11 @@ OFFICIAL_LAST_EPOCH = 9999
 #: queries keep an early-epoch estimate to about half a minute on 2 cores, for a stderr of
 #: about 0.015 nats per entropy there (far less where the layer is separated).
 OFFICIAL_MC_QUERIES = 4096
+
+#: The files one run writes into its folder.
+FILES = ("szt_information.csv", "szt_information.json", "szt_training.csv", "szt_config.json",
+         "szt_information_plane.png")
+_TRAINING_FIELDS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
 def official_schedule(last_epoch: int = OFFICIAL_LAST_EPOCH) -> list[int]:
@@ -350,7 +355,7 @@ def _protocol_settings(protocol, epochs, repeats, n_points, mc_samples, mc_queri
 
 def run(out_dir, *, protocol="ours", seeds=1, epochs=None, beta=0.005, activation="tanh", repeats=None,
         n_points=None, lr=4e-4, batch_size=256, max_centers=None, mc_samples=None, mc_queries=None, seed=0,
-        convergence=True, progress=True, num_threads=None) -> dict:
+        convergence=True, progress=True, num_threads=None, overwrite=False) -> dict:
     """Train the noisy SZT network and record its information plane, for one or more seeds.
 
     Parameters
@@ -403,6 +408,9 @@ def run(out_dir, *, protocol="ours", seeds=1, epochs=None, beta=0.005, activatio
         CPU threads for torch and the estimators.  Default: torch single-threaded (faster
         for this small network, and robust on a busy machine; see :func:`torch_threads`)
         and the estimators on all threads.  Torch's setting is restored afterwards.
+    overwrite : bool
+        Replace the files of an earlier run in ``out_dir`` (default False:
+        FileExistsError naming them, before any training).
 
     Returns
     -------
@@ -423,7 +431,8 @@ def run(out_dir, *, protocol="ours", seeds=1, epochs=None, beta=0.005, activatio
     from .seeds import run_each, write_seed_aggregate
 
     out, results = run_each(out_dir, seed, seeds, num_threads, lambda folder, root, torch_seed, label, threads: _run(
-        folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=threads, **options))
+        folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=threads, **options),
+        name="szt", files=FILES, overwrite=overwrite)
     if seeds == 1:
         return results[0]
     return write_seed_aggregate(out, "szt", results, title=_title(results[0]["config"], len(results)))
@@ -502,8 +511,12 @@ def _run(out: Path, *, protocol, epochs, beta, activation, repeats, n_points, lr
         "seconds": time.perf_counter() - started,
         "torch": torch.__version__, "python": platform.python_version(),
     }
-    files = list(plane.save(out / "szt_information"))
-    files.append(write_csv(out / "szt_training.csv", training) if training else _empty_training(out))
+    # run_each checked these before training; an earlier run's files go first, so that
+    # an interrupted save leaves none of them beside this run's.
+    remove_files(out / name for name in FILES)
+    files = list(plane.save(out / "szt_information", overwrite=True))
+    files.append(write_csv(out / "szt_training.csv", training) if training
+                 else write_header_csv(out / "szt_training.csv", _TRAINING_FIELDS))
     files.append(write_json(out / "szt_config.json", config))
     history = plane.history
     if history:
@@ -512,12 +525,6 @@ def _run(out: Path, *, protocol, epochs, beta, activation, repeats, n_points, lr
     print("  wrote: " + ", ".join(Path(f).name for f in files) + f" in {out}")
     return {"history": history, "training": training, "config": config, "files": files,
             "interrupted": stopped[0]}
-
-
-def _empty_training(out: Path) -> Path:
-    path = out / "szt_training.csv"
-    path.write_text("epoch,train_loss,train_accuracy,test_loss,test_accuracy\n")
-    return path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
