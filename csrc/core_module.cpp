@@ -115,6 +115,67 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
 }
 
 template <class T>
+py::tuple log_density_backward(const py::array_t<T>& queries, const py::array_t<T>& centers, double beta,
+                               const py::array_t<double>& lse, const py::array_t<double>& upstream,
+                               int num_threads, const std::string& isa,
+                               const std::optional<py::array_t<T>>& weights, bool want_queries,
+                               bool want_centers, bool want_beta, bool want_weights) {
+  infoflow::cpu::Problem<T> p{view3(queries, "queries"), view3(centers, "centers"), nullptr,
+                              0, 0, 0, 0, beta, num_threads};
+  p.batch = queries.shape(0);
+  p.m = queries.shape(1);
+  p.n = centers.shape(1);
+  p.d = queries.shape(2);
+  if (centers.shape(0) != p.batch || centers.shape(2) != p.d)
+    throw std::invalid_argument("centers: batch size and dimension must match queries");
+  if (p.n < 1 || p.d < 1) throw std::invalid_argument("centers: need n >= 1 and d >= 1");
+  if (!(std::isfinite(beta) && beta > 0)) throw std::invalid_argument("beta: must be > 0");
+  if (num_threads < 0 || num_threads > kMaxThreads)
+    throw std::invalid_argument("num_threads: must lie in [0, " + std::to_string(kMaxThreads) + "]");
+  for (const auto* a : {&lse, &upstream})
+    if (a->ndim() != 2 || a->shape(0) != p.batch || a->shape(1) != p.m || !(a->flags() & py::array::c_style))
+      throw std::invalid_argument("lse, upstream: must be C-contiguous (batch, m) float64 arrays");
+  if (weights) {
+    const auto& w = *weights;
+    if (w.ndim() != 2 || w.shape(0) != p.batch || w.shape(1) != p.n || !(w.flags() & py::array::c_style))
+      throw std::invalid_argument("weights: must be a C-contiguous (batch, n) array");
+    p.weights = w.data();
+  }
+  const auto chosen = infoflow::cpu::parse_isa(isa);
+  infoflow::cpu::Gradients<T> grads;
+  grads.lse = lse.data();
+  grads.upstream = upstream.data();
+  py::object grad_q = py::none(), grad_c = py::none(), grad_beta = py::none(), grad_w = py::none();
+  if (want_queries) {
+    py::array_t<T> a({p.batch, p.m, p.d});
+    grads.queries = a.mutable_data();
+    grad_q = a;
+  }
+  if (want_centers) {
+    py::array_t<T> a({p.batch, p.n, p.d});
+    grads.centers = a.mutable_data();
+    grad_c = a;
+  }
+  if (want_beta) {
+    py::array_t<double> a(p.batch);
+    grads.beta = a.mutable_data();
+    grad_beta = a;
+  }
+  if (want_weights) {
+    py::array_t<T> a({p.batch, p.n});
+    grads.weights = a.mutable_data();
+    grad_w = a;
+  }
+  if (p.batch * p.m > 0) {
+    infoflow::python::CallCancel cancel;
+    const bool finished = infoflow::python::without_gil(
+        [&] { return infoflow::cpu::log_density_backward(p, grads, chosen, cancel.interrupt()); });
+    if (!finished) cancel.raise();
+  }
+  return py::make_tuple(grad_q, grad_c, grad_beta, grad_w);
+}
+
+template <class T>
 py::array_t<std::int64_t> spatial_order(const py::array_t<T>& centers, const std::string& isa) {
   if (centers.ndim() != 2 || centers.shape(0) < 1 || centers.shape(1) < 1)
     throw std::invalid_argument("centers: expected a non-empty (n, d) array");
@@ -196,6 +257,20 @@ PYBIND11_MODULE(_core, m) {
         py::arg("isa") = "auto", py::arg("screen") = "auto", py::arg("near_centre") = py::none(),
         py::arg("return_stats") = false, py::arg("prune") = "auto",
         py::arg("weights").noconvert() = py::none(), py::arg("centres_ordered") = false, py::arg("shift") = py::none());
+  const char* backward_doc =
+      "Gradients of out[b, i] = log sum_j w_j exp(-||q - c_j||^2 / (2 beta^2)) weighted by the upstream\n"
+      "gradient g = upstream (B, m): returns (dq (B, m, d), dc (B, n, d), dbeta (B,) float64, dw (B, n)),\n"
+      "each None unless asked for.  lse (B, m) float64 is the forward's result.";
+  m.def("log_density_backward", &log_density_backward<float>, backward_doc, py::arg("queries").noconvert(),
+        py::arg("centers").noconvert(), py::arg("beta"), py::arg("lse").noconvert(), py::arg("upstream").noconvert(),
+        py::arg("num_threads") = 0, py::arg("isa") = "auto", py::arg("weights").noconvert() = py::none(),
+        py::arg("want_queries") = true, py::arg("want_centers") = true, py::arg("want_beta") = false,
+        py::arg("want_weights") = false);
+  m.def("log_density_backward", &log_density_backward<double>, backward_doc, py::arg("queries").noconvert(),
+        py::arg("centers").noconvert(), py::arg("beta"), py::arg("lse").noconvert(), py::arg("upstream").noconvert(),
+        py::arg("num_threads") = 0, py::arg("isa") = "auto", py::arg("weights").noconvert() = py::none(),
+        py::arg("want_queries") = true, py::arg("want_centers") = true, py::arg("want_beta") = false,
+        py::arg("want_weights") = false);
   const char* order_doc =
       "The (n,) int64 order in which the pruned kernel of the given ISA would take the rows of\n"
       "centers (n, d): a k-d order whose consecutive blocks are the kernel's leaves.  Reorder\n"

@@ -23,6 +23,9 @@ namespace infoflow::cpu {
   bool log_density(const Problem<T>& problem, const Interrupt& interrupt);      \
   template <class T>                                                             \
   void spatial_order(const StridedView3<T>& x, index_t n, index_t d, index_t* order); \
+  template <class T>                                                             \
+  bool log_density_backward(const Problem<T>& problem, const Gradients<T>& gradients, \
+                            const Interrupt& interrupt);                         \
   }
 INFOFLOW_DECLARE_ISA(generic)
 #if defined(INFOFLOW_HAVE_X86_ISAS)
@@ -103,6 +106,21 @@ bool log_density(const Problem<T>& problem, Isa isa, const Interrupt& interrupt)
 }
 template bool log_density<float>(const Problem<float>&, Isa, const Interrupt&);
 template bool log_density<double>(const Problem<double>&, Isa, const Interrupt&);
+
+template <class T>
+bool log_density_backward(const Problem<T>& problem, const Gradients<T>& gradients, Isa isa,
+                          const Interrupt& interrupt) {
+  switch (isa) {
+#if defined(INFOFLOW_HAVE_X86_ISAS)
+    case Isa::avx512: return avx512::log_density_backward(problem, gradients, interrupt);
+    case Isa::avx2: return avx2::log_density_backward(problem, gradients, interrupt);
+#endif
+    default: return generic::log_density_backward(problem, gradients, interrupt);
+  }
+}
+template bool log_density_backward<float>(const Problem<float>&, const Gradients<float>&, Isa, const Interrupt&);
+template bool log_density_backward<double>(const Problem<double>&, const Gradients<double>&, Isa,
+                                           const Interrupt&);
 
 template <class T>
 void spatial_order(const StridedView3<T>& x, index_t n, index_t d, index_t* order, Isa isa) {

@@ -1124,12 +1124,21 @@ bool run(const Problem<T>& p, const Interrupt& interrupt) {
   return finished;
 }
 
+#include "cpu/lse_backward.hpp"
+
 }  // namespace
 
 template <class T>
 bool log_density(const Problem<T>& problem, const Interrupt& interrupt) {
   return run(problem, interrupt);
 }
+
+template <class T>
+bool log_density_backward(const Problem<T>& problem, const Gradients<T>& gradients, const Interrupt& interrupt) {
+  return run_backward(problem, gradients, interrupt);
+}
+template bool log_density_backward<float>(const Problem<float>&, const Gradients<float>&, const Interrupt&);
+template bool log_density_backward<double>(const Problem<double>&, const Gradients<double>&, const Interrupt&);
 template bool log_density<float>(const Problem<float>&, const Interrupt&);
 template bool log_density<double>(const Problem<double>&, const Interrupt&);
 

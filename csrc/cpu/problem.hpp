@@ -61,6 +61,19 @@ struct Problem {
   KernelStats* stats = nullptr;  // optional, filled in when given
 };
 
+// What the backward pass of log_density writes (see lse_backward.hpp); a null output is
+// not computed.  lse and upstream are (batch, m) float64: the forward's log-sum-exp
+// L_i = log sum_j w_j exp(s_ij) and the gradient of the loss with respect to it.
+template <class T>
+struct Gradients {
+  const double* lse = nullptr;
+  const double* upstream = nullptr;
+  T* queries = nullptr;       // (batch, m, d): g_i sum_j r_ij (c_j - q_i) / beta^2
+  T* centers = nullptr;       // (batch, n, d): sum_i g_i r_ij (q_i - c_j) / beta^2
+  double* beta = nullptr;     // (batch,): sum_i g_i sum_j r_ij D_ij / beta^3
+  T* weights = nullptr;       // (batch, n): sum_i g_i exp(s_ij - L_i)
+};
+
 // Called by the calling thread every few tens of milliseconds; returns true to cancel
 // (the Python binding checks for Ctrl-C there).
 struct Interrupt {
@@ -78,6 +91,11 @@ Isa parse_isa(const std::string& name);  // "auto", "generic", "avx2", "avx512"
 // Returns false when the interrupt asked to stop (the output is then incomplete).
 template <class T>
 bool log_density(const Problem<T>& problem, Isa isa, const Interrupt& interrupt);
+
+// The backward pass; returns false when the interrupt asked to stop.
+template <class T>
+bool log_density_backward(const Problem<T>& problem, const Gradients<T>& gradients, Isa isa,
+                          const Interrupt& interrupt);
 
 // order[0..n) becomes the k-d order in which the pruned path of this ISA's kernel would
 // take the n rows of x (batch element 0): callers that estimate several mixtures from

@@ -213,7 +213,13 @@ def centre_weights(weights: Any, centers: FloatArray, name: str = "weights") -> 
 
 
 def positive_real(x: Any, name: str) -> float:
-    """A finite real number > 0 (beta, a bandwidth)."""
+    """A finite real number > 0 (beta, a bandwidth); a one-element float tensor counts."""
+    torch = _torch_module()
+    if torch is not None and isinstance(x, torch.Tensor):
+        if x.numel() != 1 or not x.dtype.is_floating_point:
+            raise TypeError(f"{name}: expected a real number or a one-element float tensor, got a {x.dtype} "
+                            f"tensor of shape {tuple(x.shape)}")
+        x = float(x.detach())
     if isinstance(x, (bool, np.bool_)) or not isinstance(x, numbers.Real):
         raise TypeError(f"{name}: expected a real number, got {type(x).__name__}")
     value = float(x)

@@ -53,6 +53,25 @@ def log_gaussian_normaliser(d: int, beta: float) -> float:
     return d * (0.5 * math.log(2.0 * math.pi) + math.log(beta))
 
 
+def _graph(queries, centers, beta, weights, threads, batch_shape, *, normalise: bool):
+    """The differentiable path for torch tensors that require a gradient (or a beta or
+    weights tensor that does); None when no graph is wanted."""
+    if not hasattr(queries, "requires_grad"):
+        return None
+    from . import autograd
+
+    if not autograd.needs_graph(queries, centers, weights, beta):
+        return None
+    batch = math.prod(batch_shape)
+    q = queries.reshape(batch, *queries.shape[-2:])
+    c = centers.reshape(batch, *centers.shape[-2:])
+    w = None
+    if weights is not None:
+        w = weights.to(c.dtype).expand(*batch_shape, c.shape[-2]).reshape(batch, c.shape[-2])
+    out = autograd.gaussian_lse_graph(q, c, beta, w, threads, normalise=normalise)
+    return out.reshape(*batch_shape, q.shape[1])
+
+
 def gaussian_lse(queries, centers, beta, *, weights=None, num_threads=None):
     r"""Batched Gaussian log-sum-exp, the raw kernel.
 
@@ -62,8 +81,11 @@ def gaussian_lse(queries, centers, beta, *, weights=None, num_threads=None):
     conventions as :func:`log_density`, without the normalisation
     :math:`-\ln \sum_j w_j - \tfrac{d}{2}\ln(2\pi\beta^2)`.
     """
-    q3, c3, w2, beta, threads, batch_shape = _batched_pair(queries, centers, beta, num_threads, weights)
-    out = _backend.log_density_3d(q3, c3, beta, threads, weights=w2)
+    q3, c3, w2, beta_value, threads, batch_shape = _batched_pair(queries, centers, beta, num_threads, weights)
+    graph = _graph(queries, centers, beta, weights, threads, batch_shape, normalise=False)
+    if graph is not None:
+        return graph
+    out = _backend.log_density_3d(q3, c3, beta_value, threads, weights=w2)
     return out.reshape(*batch_shape, q3.shape[1])
 
 
@@ -139,7 +161,11 @@ def log_density(queries, centers, beta, *, weights=None, num_threads=None):
     >>> float(infoflow.log_density(x, x, 1.0)[0])  # log N(0; 0, I_3)
     -2.756815599614018
     """
-    q3, c3, w2, beta, threads, batch_shape = _batched_pair(queries, centers, beta, num_threads, weights)
+    q3, c3, w2, beta_value, threads, batch_shape = _batched_pair(queries, centers, beta, num_threads, weights)
+    graph = _graph(queries, centers, beta, weights, threads, batch_shape, normalise=True)
+    if graph is not None:
+        return graph
+    beta = beta_value
     n, d = c3.shape[1], c3.shape[2]
     # The kernel subtracts the normaliser in double before rounding to the dtype: at small
     # beta both terms are near -d ln(beta) (~600 at d = 100, beta = 1e-3), and a float32

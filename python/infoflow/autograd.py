@@ -1,0 +1,176 @@
+"""Gradients of the Gaussian log-sum-exp for torch tensors.
+
+:class:`GaussianLSE` is a :class:`torch.autograd.Function` for
+
+.. math:: \\mathrm{out}_{bi} = \\log \\sum_j w_{bj} \\exp\\!\\left(-\\frac{\\lVert q_{bi} - c_{bj}\\rVert^2}{2\\beta^2}\\right)
+          + \\mathrm{shift}_b
+
+whose forward is the compiled kernel and whose backward is the compiled backward pass
+(``csrc/cpu/lse_backward.hpp``): the forward's result is saved and the responsibilities
+recomputed, as FlashAttention does, so memory stays O((m + n) d), never m x n.  Gradients
+flow to the queries, the centres, beta (a 0-d tensor), the weights and the shift.  CUDA
+tensors take a chunked torch backward (memory bounded by the chunk) until the CUDA
+kernels can be verified on a GPU.
+
+This module imports torch; :mod:`infoflow.density` and :mod:`infoflow.entropy` import it
+only when a tensor that requires a gradient arrives.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _backend, _core
+from ._intake import FloatArray, largest_magnitude
+
+__all__ = ["GaussianLSE", "needs_graph", "gaussian_lse_graph"]
+
+# Elements of one (chunk x n) block in the CUDA backward.
+_CUDA_BACKWARD_ELEMENTS = 1 << 24
+
+
+def needs_graph(*values: Any) -> bool:
+    """Whether autograd is recording and any of ``values`` is a tensor requiring a gradient."""
+    return torch.is_grad_enabled() and any(isinstance(v, torch.Tensor) and v.requires_grad for v in values)
+
+
+def _host(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().resolve_conj().resolve_neg().numpy()
+
+
+class GaussianLSE(torch.autograd.Function):
+    """out = log sum_j w_j exp(-|q - c_j|^2 / (2 beta^2)) + shift, differentiable.
+
+    ``forward(queries (B, m, d), centers (B, n, d), beta (0-d tensor), weights (B, n) or
+    None, shift (B,) float64 or None, num_threads)``.  The double backward is not
+    supported (a clear error from ``once_differentiable``).
+    """
+
+    @staticmethod
+    def forward(ctx, queries, centers, beta, weights, shift, num_threads):
+        beta_value = float(beta)
+        q = FloatArray(_host(queries) if not queries.is_cuda else queries.detach(), "torch", str(queries.device),
+                       np.dtype(str(queries.dtype).replace("torch.", "")), tuple(queries.shape))
+        c = FloatArray(_host(centers) if not centers.is_cuda else centers.detach(), "torch", str(centers.device),
+                       q.dtype, tuple(centers.shape))
+        w = None
+        if weights is not None:
+            w = FloatArray(_host(weights) if not weights.is_cuda else weights.detach(), "torch",
+                           str(weights.device), q.dtype, tuple(weights.shape))
+        shift_host = None if shift is None else shift.detach().cpu().numpy().astype(np.float64)
+        out = _backend.log_density_3d(q, c, beta_value, num_threads, weights=w, shift=shift_host)
+        ctx.num_threads = num_threads
+        ctx.save_for_backward(queries, centers, beta, weights, shift, out)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        queries, centers, beta, weights, shift, out = ctx.saved_tensors
+        want_q, want_c, want_beta, want_w, want_shift, _ = ctx.needs_input_grad
+        beta_value = float(beta)
+        # L_i, the log-sum-exp itself, in double: the forward's result is near 0 when the
+        # shift is a normaliser, so out - shift keeps L to the rounding of out.
+        lse = out.detach().double()
+        if shift is not None:
+            lse = lse - shift.detach().double()[:, None]
+        upstream = grad_out.detach().double()
+        if queries.is_cuda:
+            grads = _chunked_backward(queries.detach(), centers.detach(), beta_value,
+                                      None if weights is None else weights.detach(), lse, upstream,
+                                      want_q, want_c, want_beta, want_w)
+        else:
+            grads = _compiled_backward(queries, centers, beta_value, weights, lse, upstream, ctx.num_threads,
+                                       want_q, want_c, want_beta, want_w)
+        grad_q, grad_c, grad_beta, grad_w = grads
+        if grad_beta is not None:
+            grad_beta = grad_beta.sum().to(dtype=beta.dtype, device=beta.device).reshape(beta.shape)
+        grad_shift = None
+        if want_shift and shift is not None:
+            grad_shift = upstream.sum(dim=1).to(device=shift.device, dtype=shift.dtype)
+        return grad_q, grad_c, grad_beta, grad_w, grad_shift, None
+
+
+def _compiled_backward(queries, centers, beta, weights, lse, upstream, num_threads, want_q, want_c, want_beta,
+                       want_w):
+    q, c = _host(queries), _host(centers)
+    w = None if weights is None else np.ascontiguousarray(_host(weights))
+    # The forward's power-of-two scaling (see _backend.power_of_two_scale) applies here
+    # too; each gradient then scales back by s (the weights' not at all).
+    qa = FloatArray(q, "numpy", "cpu", q.dtype, q.shape, largest_magnitude(q))
+    ca = FloatArray(c, "numpy", "cpu", c.dtype, c.shape, largest_magnitude(c))
+    s = _backend.power_of_two_scale(qa, ca, beta)
+    if s != 1.0:
+        q, c = q * s, c * s
+    grad_q, grad_c, grad_beta, grad_w = _core.log_density_backward(
+        q, c, beta * s, np.ascontiguousarray(lse.numpy()), np.ascontiguousarray(upstream.numpy()),
+        num_threads or 0, _backend.simd_level(), w, want_q, want_c, want_beta, want_w)
+
+    def tensor(values, scaled=True):
+        if values is None:
+            return None
+        return torch.from_numpy(values * s if scaled and s != 1.0 else values)
+
+    return tensor(grad_q), tensor(grad_c), tensor(grad_beta), tensor(grad_w, scaled=False)
+
+
+def _chunked_backward(q, c, beta, w, lse, upstream, want_q, want_c, want_beta, want_w):
+    """The same gradients with torch operations on the tensors' device, in chunks of
+    queries (memory: one chunk x n block); for CUDA tensors until the CUDA backward
+    kernel has been verified on a GPU."""
+    batch, m, d = q.shape
+    n = c.shape[1]
+    inv_two_var = 1.0 / (2.0 * beta * beta)
+    cd = c.double()
+    grad_q = torch.zeros_like(q) if want_q else None
+    grad_c = torch.zeros((batch, n, d), dtype=torch.float64, device=q.device) if want_c else None
+    grad_beta = torch.zeros(batch, dtype=torch.float64, device=q.device) if want_beta else None
+    grad_w = torch.zeros((batch, n), dtype=torch.float64, device=q.device) if want_w else None
+    lse, upstream = lse.to(q.device), upstream.to(q.device)
+    step = max(1, _CUDA_BACKWARD_ELEMENTS // max(1, batch * n))
+    for i0 in range(0, m, step):
+        qd = q[:, i0:i0 + step].double()
+        dist = torch.cdist(qd, cd).square()
+        e = torch.exp(-dist * inv_two_var - lse[:, i0:i0 + step, None])  # exp(s_ij - L_i)
+        r = e if w is None else e * w.double()[:, None, :]
+        g = upstream[:, i0:i0 + step, None]
+        if want_q:
+            grad_q[:, i0:i0 + step] = (g[..., 0, None] * (r @ cd - qd * r.sum(-1, keepdim=True))
+                                       / beta**2).to(q.dtype)
+        gr = g * r
+        if want_c:
+            grad_c += (gr.transpose(1, 2) @ qd - cd * gr.sum(1)[..., None]) / beta**2
+        if want_beta:
+            grad_beta += (gr * dist).sum((1, 2)) / beta**3
+        if want_w:
+            grad_w += (g * e).sum(1)
+    return (grad_q, None if grad_c is None else grad_c.to(q.dtype), grad_beta,
+            None if grad_w is None else grad_w.to(q.dtype))
+
+
+def beta_tensor(beta: Any, like: torch.Tensor) -> torch.Tensor:
+    """beta as a 0-d float64 tensor on the CPU (a tensor keeps its graph)."""
+    if isinstance(beta, torch.Tensor):
+        return beta.reshape(()).to(torch.float64)
+    return torch.tensor(float(beta), dtype=torch.float64)
+
+
+def gaussian_lse_graph(queries: torch.Tensor, centers: torch.Tensor, beta: Any, weights: torch.Tensor | None,
+                       num_threads: int | None, *, normalise: bool) -> torch.Tensor:
+    """The log-sum-exp (``normalise=False``) or the log-density of (B, m, d) queries and
+    (B, n, d) centres through :class:`GaussianLSE`, with the normaliser (which depends on
+    beta and the weights) as a differentiable shift."""
+    batch, _, d = queries.shape
+    n = centers.shape[1]
+    b = beta_tensor(beta, queries)
+    shift = None
+    if normalise:
+        log_total = (torch.full((batch,), math.log(n), dtype=torch.float64) if weights is None
+                     else weights.double().sum(-1).log().cpu())
+        shift = -(log_total + d * (0.5 * math.log(2.0 * math.pi) + b.log()))
+    return GaussianLSE.apply(queries, centers, b, weights, shift, num_threads)
