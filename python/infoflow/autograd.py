@@ -60,8 +60,8 @@ class GaussianLSE(torch.autograd.Function):
                        q.dtype, tuple(centers.shape))
         w = None
         if weights is not None:
-            w = FloatArray(_host(weights) if not weights.is_cuda else weights.detach(), "torch",
-                           str(weights.device), q.dtype, tuple(weights.shape))
+            w = FloatArray(np.ascontiguousarray(_host(weights)) if not weights.is_cuda else weights.detach().contiguous(),
+                           "torch", str(weights.device), q.dtype, tuple(weights.shape))
         shift_host = None if shift is None else shift.detach().cpu().numpy().astype(np.float64)
         out = _backend.log_density_3d(q, c, beta_value, num_threads, weights=w, shift=shift_host)
         ctx.num_threads = num_threads
