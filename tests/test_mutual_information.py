@@ -372,8 +372,11 @@ def test_torch_cpu_input(torch):
     assert mi_xt(t.float(), BETA_R3, rng=25) == mi_xt(samples.astype(np.float32), BETA_R3, rng=25)
     expected = mi_yt(samples, labels, BETA_R3, max_centers=5, rng=26)
     assert mi_yt(t, torch.from_numpy(labels), BETA_R3, max_centers=5, rng=26) == expected
-    assert mi_yt(t.requires_grad_(), torch.tensor([0, 1, 1, 0], dtype=torch.int32), BETA_R3,
-                 max_centers=5, rng=26) == expected
+    with torch.no_grad():  # no graph recorded: the default path, draw for draw
+        assert mi_yt(t.requires_grad_(), torch.tensor([0, 1, 1, 0], dtype=torch.int32), BETA_R3,
+                     max_centers=5, rng=26) == expected
+    with pytest.raises(ValueError, match="max_centers: not supported for samples that require a gradient"):
+        mi_yt(t, labels, BETA_R3, max_centers=5, rng=26)
     with pytest.raises(TypeError, match="labels: expected an integer"):
         mi_yt(t, torch.tensor([0.0, 1.0, 1.0, 0.0]), BETA_R3)
 

@@ -1,9 +1,9 @@
-"""Gradients of the Gaussian log-sum-exp for torch tensors.
+r"""Gradients of the Gaussian log-sum-exp for torch tensors.
 
 :class:`GaussianLSE` is a :class:`torch.autograd.Function` for
 
-.. math:: \\mathrm{out}_{bi} = \\log \\sum_j w_{bj} \\exp\\!\\left(-\\frac{\\lVert q_{bi} - c_{bj}\\rVert^2}{2\\beta^2}\\right)
-          + \\mathrm{shift}_b
+.. math:: \mathrm{out}_{bi} = \log \sum_j w_{bj}
+          \exp\!\left(-\frac{\lVert q_{bi} - c_{bj}\rVert^2}{2\beta^2}\right) + \mathrm{shift}_b
 
 whose forward is the compiled kernel and whose backward is the compiled backward pass
 (``csrc/cpu/lse_backward.hpp``): the forward's result is saved and the responsibilities
@@ -28,7 +28,7 @@ from torch.autograd.function import once_differentiable
 from . import _backend, _core
 from ._intake import FloatArray, largest_magnitude
 
-__all__ = ["GaussianLSE", "needs_graph", "gaussian_lse_graph"]
+__all__ = ["GaussianLSE", "EntropyGraph", "needs_graph", "gaussian_lse_graph"]
 
 # Elements of one (chunk x n) block in the CUDA backward.
 _CUDA_BACKWARD_ELEMENTS = 1 << 24
@@ -60,8 +60,8 @@ class GaussianLSE(torch.autograd.Function):
                        q.dtype, tuple(centers.shape))
         w = None
         if weights is not None:
-            w = FloatArray(np.ascontiguousarray(_host(weights)) if not weights.is_cuda else weights.detach().contiguous(),
-                           "torch", str(weights.device), q.dtype, tuple(weights.shape))
+            host = np.ascontiguousarray(_host(weights)) if not weights.is_cuda else weights.detach().contiguous()
+            w = FloatArray(host, "torch", str(weights.device), q.dtype, tuple(weights.shape))
         shift_host = None if shift is None else shift.detach().cpu().numpy().astype(np.float64)
         out = _backend.log_density_3d(q, c, beta_value, num_threads, weights=w, shift=shift_host)
         ctx.num_threads = num_threads
@@ -174,3 +174,49 @@ def gaussian_lse_graph(queries: torch.Tensor, centers: torch.Tensor, beta: Any, 
                      else weights.double().sum(-1).log().cpu())
         shift = -(log_total + d * (0.5 * math.log(2.0 * math.pi) + b.log()))
     return GaussianLSE.apply(queries, centers, b, weights, shift, num_threads)
+
+
+class EntropyGraph:
+    """The differentiable side of a Monte Carlo entropy (see :func:`infoflow.entropy.entropy_nats`).
+
+    The estimator draws its queries q_r = c_{J_r} + beta z_r as usual; this object rebuilds
+    each chunk of them from the caller's tensors (so that gradients reach the centres both
+    as components and through the queries: the reparameterisation) and runs the kernel
+    through :class:`GaussianLSE`.  Every term T_r = -log g(q_r) enters the estimate with
+    weight 1/N, plain or with the cross-fitted control variate (whose C_r does not depend
+    on the centres or beta), so the gradient of the estimate is that of -mean_r log g(q_r).
+    """
+
+    def __init__(self, centers: torch.Tensor, beta: Any, weights: torch.Tensor | None, num_threads: int | None):
+        self.centers = centers  # (batch, n, d), the caller's tensor (reshaped)
+        self.beta = beta_tensor(beta, centers)
+        self.weights = weights
+        self.num_threads = num_threads
+        self.sums = torch.zeros(centers.shape[0], dtype=torch.float64)  # sum_r log g(q_r), with its graph
+        self.counts = np.zeros(centers.shape[0])  # queries per mixture so far
+
+    def log_density(self, b0: int, b1: int, owner: np.ndarray, noise: np.ndarray, log_weight: np.ndarray):
+        """log g at the chunk's queries (float64 numpy, one row per mixture b0..b1), recorded
+        for the gradient.  ``log_weight``: ln of each mixture's total weight."""
+        block = self.centers[b0:b1]
+        device = block.device
+        index = torch.from_numpy(owner).to(device)
+        rows = torch.arange(b1 - b0, device=device)[:, None]
+        picked = block[:, index, :] if owner.ndim == 1 else block[rows, index, :]
+        # The same arithmetic (and rounding) as the estimator's own queries.
+        queries = picked + self.beta.to(block.dtype).to(device) * torch.from_numpy(noise).to(device)
+        weights = None if self.weights is None else self.weights[b0:b1]
+        d = block.shape[-1]
+        # The normaliser as a shift, differentiable in beta: -(ln W + d (ln(2 pi)/2 + ln beta)).
+        shift = -(torch.from_numpy(np.array(log_weight, dtype=np.float64))
+                  + d * (0.5 * math.log(2.0 * math.pi) + self.beta.log()))
+        log_g = GaussianLSE.apply(queries, block, self.beta, weights, shift, self.num_threads)
+        self.sums = self.sums.index_add(0, torch.arange(b0, b1), log_g.double().sum(dim=1).cpu())
+        self.counts[b0:b1] += log_g.shape[1]
+        return log_g.detach().double().cpu().numpy()
+
+    def estimate(self, value: np.ndarray) -> torch.Tensor:
+        """The estimate as a tensor: its value ``value`` (float64, per mixture), its
+        gradient that of -mean_r log g(q_r)."""
+        surrogate = -self.sums / torch.from_numpy(self.counts)
+        return torch.from_numpy(np.asarray(value, dtype=np.float64)) + (surrogate - surrogate.detach())

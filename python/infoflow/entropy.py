@@ -298,7 +298,7 @@ def _query_plan(n: int, weights: np.ndarray | None, k: int | None, n_queries: in
 def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = None, k: int | None = None,
                  n_queries: int | None = None, generator: np.random.Generator, num_threads=None,
                  progress: bool = False, centres_ordered: bool = False,
-                 control_variate: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                 control_variate: bool = True, graph=None) -> tuple[np.ndarray, np.ndarray]:
     """Monte Carlo entropies (nats) and standard errors of a validated (batch, n, d) stack
     of mixtures, one value per batch row: the engine of :func:`mixture_entropy`, for
     callers that have validated their arrays already.  ``weights`` (batch, n) validated,
@@ -311,7 +311,10 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
     the Notes of :func:`mixture_entropy`.  With fewer than 16 queries (64 in d = 1, 32 in
     d = 2), or False: the plain
     mean of the T_r and sd/sqrt(N) (NaN for N = 1).  Both use the same draws, and both
-    stderrs include a rounding allowance of 8 units in the last place of the value."""
+    stderrs include a rounding allowance of 8 units in the last place of the value.
+
+    ``graph`` (an :class:`infoflow.autograd.EntropyGraph`, optional) runs the kernel on
+    the caller's tensors through autograd instead, on the same queries."""
     batch, n, d = c3.shape
     host_weights = None if weights is None else _backend.to_numpy(weights.data)
     plan = _query_plan(n, host_weights, k, n_queries, generator, batch)
@@ -344,9 +347,12 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
         # beta the kernel then skips almost every other centre from the first block on.
         hint = owner if owner.ndim == 1 else owner[0] if owner.shape[0] == 1 else None
         # log g at each query, normalised in the kernel before its rounding to the dtype
-        log_g = _backend.to_numpy(_backend.log_density_3d(
-            queries, centres_block, beta, num_threads, weights=block_weights, near_centre=hint,
-            centres_ordered=centres_ordered, shift=-np.broadcast_to(log_total, (batch,))[b0:b1]))
+        if graph is not None:
+            log_g = graph.log_density(b0, b1, owner, noise, np.broadcast_to(log_weight, (batch,))[b0:b1])
+        else:
+            log_g = _backend.to_numpy(_backend.log_density_3d(
+                queries, centres_block, beta, num_threads, weights=block_weights, near_centre=hint,
+                centres_ordered=centres_ordered, shift=-np.broadcast_to(log_total, (batch,))[b0:b1]))
         terms = -log_g.astype(np.float64)
         if plain:
             moments.update(b0, b1, terms)
@@ -472,6 +478,7 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     """
     c = float_array(centers, "centers")
     w = centre_weights(weights, c)
+    beta_argument = beta  # a tensor keeps its graph
     beta = beta_for_dtype(beta, c.dtype, noisy=True)
     n, d = c.shape[-2], c.shape[-1]
     k, n_queries = monte_carlo_budget(mc_samples, mc_queries)
@@ -482,10 +489,40 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     batch = math.prod(batch_shape)
     c3 = _backend.reshape_3d(c, batch, n, d)
     w2 = None if w is None else FloatArray(w.data.reshape(batch, n), w.kind, w.device, w.dtype, (batch, n))
+    graph = _entropy_graph(centers, beta_argument, weights, w2, batch, threads)
     value, stderr = entropy_nats(c3, beta, weights=w2, k=k, n_queries=n_queries, generator=generator,
-                                 num_threads=threads, progress=progress, control_variate=bool(control_variate))
+                                 num_threads=threads, progress=progress, control_variate=bool(control_variate),
+                                 graph=graph)
+    if graph is not None:  # a tensor whose gradient is the estimator's
+        value = graph.estimate(value).reshape(batch_shape) / log_base
+        return Estimate(value if batch_shape else value.reshape(()), as_result(stderr.reshape(batch_shape) / log_base),
+                        unit_name(base))
     return Estimate(as_result(value.reshape(batch_shape) / log_base),
                     as_result(stderr.reshape(batch_shape) / log_base), unit_name(base))
+
+
+def _entropy_graph(centers, beta, weights, w2, batch: int, threads):
+    """An EntropyGraph when autograd should see the estimate (torch centres or a beta
+    tensor that require a gradient), else None."""
+    if not hasattr(centers, "requires_grad"):
+        return None
+    from . import autograd
+
+    if not autograd.needs_graph(centers, beta, weights):
+        return None
+    if autograd.needs_graph(weights):
+        raise NotImplementedError(
+            "weights: mixture_entropy has no gradient with respect to the weights (its components are drawn "
+            "in proportion to them); pass weights.detach(), or differentiate log_density with weights")
+    c = centers.reshape(batch, *centers.shape[-2:])
+    weights_3d = None if w2 is None else torch_from(w2.data)
+    return autograd.EntropyGraph(c, beta, weights_3d, threads)
+
+
+def torch_from(values):
+    import torch
+
+    return values if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))
 
 
 def mixture_entropy_bounds(centers, beta, *, base=None, num_threads=None) -> Bounds:

@@ -95,8 +95,9 @@ class Estimate:
 
     Attributes
     ----------
-    value : float or numpy.ndarray
-        The estimate; an array of the batch shape for batched input.
+    value : float, numpy.ndarray or torch.Tensor
+        The estimate; an array of the batch shape for batched input; a tensor carrying
+        the autograd graph when the estimator was given tensors that require a gradient.
     stderr : float or numpy.ndarray
         Its standard error (one standard deviation of the Monte Carlo error), same units.
     unit : str
@@ -113,21 +114,21 @@ class Estimate:
     convergence: RConvergence | None = None
 
     def __float__(self) -> float:
-        if np.ndim(self.value) != 0:
-            raise TypeError(f"a batched Estimate of shape {np.shape(self.value)} is not a float; use .value")
-        return float(self.value)
+        if _ndim(self.value) != 0:
+            raise TypeError(f"a batched Estimate of shape {tuple(self.value.shape)} is not a float; use .value")
+        return float(_detached(self.value))
 
     def __array__(self, dtype=None, copy=None):
-        return np.asarray(self.value, dtype=dtype)
+        return np.asarray(_detached(self.value), dtype=dtype)
 
     def __format__(self, spec: str) -> str:
-        if np.ndim(self.value) != 0:
+        if _ndim(self.value) != 0:
             return str(self)
         spec = spec or ".6g"
-        return f"{format(float(self.value), spec)} ± {format(float(self.stderr), spec)} {self.unit}"
+        return f"{format(float(_detached(self.value)), spec)} ± {format(float(self.stderr), spec)} {self.unit}"
 
     def __str__(self) -> str:
-        if np.ndim(self.value) == 0:
+        if _ndim(self.value) == 0:
             return format(self)
         return f"Estimate(value={self.value!r}, stderr={self.stderr!r}, unit={self.unit!r})"
 
@@ -171,7 +172,7 @@ class Estimate:
     def to_dict(self) -> dict:
         """JSON-ready dict: ``{"value", "stderr", "unit"}`` (arrays become lists), and
         ``"convergence"`` when there is one."""
-        as_py = lambda x: np.asarray(x).tolist()  # noqa: E731
+        as_py = lambda x: np.asarray(_detached(x)).tolist()  # noqa: E731
         result = {"value": as_py(self.value), "stderr": as_py(self.stderr), "unit": self.unit}
         if self.convergence is not None:
             result["convergence"] = self.convergence.to_dict()
@@ -188,6 +189,15 @@ class Bounds(NamedTuple):
         """Whether ``lower <= value <= upper`` (elementwise for batches)."""
         value = np.asarray(value)
         return (self.lower <= value) & (value <= self.upper)
+
+
+def _detached(x):
+    """A torch tensor (a differentiable value) as a host numpy array; anything else as is."""
+    return x.detach().cpu().numpy() if hasattr(x, "detach") else x
+
+
+def _ndim(x) -> int:
+    return x.ndim if hasattr(x, "detach") else np.ndim(x)
 
 
 def as_result(x: np.ndarray) -> ArrayOrFloat:

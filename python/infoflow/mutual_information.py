@@ -308,6 +308,70 @@ def _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_th
     return _Layer(arr, beta, k_user, queries, max_centers, make_rng(rng), threads)
 
 
+def _wants_graph(samples, beta) -> bool:
+    if not hasattr(samples, "requires_grad"):
+        return False
+    from .autograd import needs_graph
+
+    return needs_graph(samples, beta)
+
+
+def _differentiable(samples, labels, beta, which, mc_samples, mc_queries, max_centers, base, rng,
+                    num_threads) -> dict[str, Estimate]:
+    """I(X;T) and/or I(Y;T) as tensors whose gradient is the estimator's, for samples (or a
+    beta) that require a gradient.
+
+    The same SP estimator, composed from differentiable :func:`~infoflow.mixture_entropy`
+    calls: h(T) from the m*R pooled samples with the full query budget, the conditional
+    entropies batched (given X) or per class (given Y) sharing as many queries, h_Z exactly
+    when R = 1.  Unlike the default path it neither merges identical centres nor
+    subsamples (``max_centers`` is not accepted) nor estimates the R-convergence sequence
+    (``.convergence`` is None): its value is a valid estimate with its stderr, drawn
+    differently, and its gradient that of the value."""
+    import torch
+
+    from .entropy import mixture_entropy
+
+    _samples(samples, (2, 3) if "ixt" not in which else (3,), "(m inputs, R samples each, d)")  # validation
+    if max_centers is not None:
+        raise ValueError("max_centers: not supported for samples that require a gradient (pass samples.detach() "
+                         "for a subsampled estimate without one)")
+    t = samples if samples.dim() == 3 else samples[:, None, :]
+    m, r, d = t.shape
+    k_user, queries = monte_carlo_budget(mc_samples, mc_queries)
+    queries = queries or DEFAULT_MC_QUERIES
+    generator = make_rng(rng)
+    streams = _child_streams(generator, 3)
+    log_base, unit = log_of_base(base), unit_name(base)
+    budget = {"mc_samples": k_user} if k_user is not None else {"mc_queries": queries}
+    h_t = mixture_entropy(t.reshape(m * r, d), beta, rng=streams[0], num_threads=num_threads, **budget)
+    results = {}
+    if "ixt" in which:
+        if r == 1:  # S is a function of X: h(T | X = x) = h_Z exactly
+            h_z = d * (0.5 * math.log(2.0 * math.pi * math.e) + torch.as_tensor(beta, dtype=torch.float64).log())
+            conditional, conditional_se = h_z, 0.0
+        else:
+            each = {"mc_samples": k_user} if k_user is not None else {"mc_queries": -(-queries // m)}
+            h_x = mixture_entropy(t, beta, rng=streams[1], num_threads=num_threads, **each)
+            conditional = h_x.value.mean()
+            conditional_se = float(np.sqrt(np.sum(np.square(h_x.stderr)))) / m
+        value = (h_t.value - conditional) / log_base
+        results["ixt"] = Estimate(value, math.hypot(h_t.stderr, conditional_se) / log_base, unit)
+    if "iyt" in which:
+        y = class_labels(labels, m)
+        classes, counts = np.unique(y, return_counts=True)
+        conditional, variance = 0.0, 0.0
+        for stream, (label, count) in zip(_child_streams(streams[2], len(classes)), zip(classes, counts)):
+            members = t[torch.as_tensor(np.flatnonzero(y == label), device=t.device)].reshape(count * r, d)
+            each = {"mc_samples": k_user} if k_user is not None else {"mc_queries": -(-queries * count // m)}
+            h_y = mixture_entropy(members, beta, rng=stream, num_threads=num_threads, **each)
+            conditional = conditional + (count / m) * h_y.value
+            variance += (count / m) ** 2 * h_y.stderr ** 2
+        value = (h_t.value - conditional) / log_base
+        results["iyt"] = Estimate(value, math.hypot(h_t.stderr, math.sqrt(variance)) / log_base, unit)
+    return results
+
+
 def layer_information(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_centers=None, base=None,
                       rng=None, num_threads=None, convergence=True, warn=True) -> tuple[Estimate, Estimate]:
     """``(mi_xt(...), mi_yt(...))`` of one layer, sharing one estimate of h(T) per level of R.
@@ -318,6 +382,10 @@ def layer_information(samples, labels, beta, *, mc_samples=None, mc_queries=None
     :class:`~infoflow.estimate.RConvergenceWarning` to the caller.  This is what
     :func:`infoflow.information_flow` computes for every layer.
     """
+    if _wants_graph(samples, beta):
+        results = _differentiable(samples, labels, beta, ("ixt", "iyt"), mc_samples, mc_queries, max_centers, base,
+                                  rng, num_threads)
+        return results["ixt"], results["iyt"]
     layer = _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_threads, ndims=(3,),
                    hint="(m inputs, R samples each, d)")
     labels = class_labels(labels, layer.m)
@@ -420,6 +488,9 @@ def mi_xt(samples, beta, *, mc_samples=None, mc_queries=None, max_centers=None, 
     >>> bool(abs(est.value - np.log(4)) < 4 * est.stderr)
     True
     """
+    if _wants_graph(samples, beta):
+        return _differentiable(samples, None, beta, ("ixt",), mc_samples, mc_queries, max_centers, base, rng,
+                               num_threads)["ixt"]
     layer = _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_threads, ndims=(3,),
                    hint="(m inputs, R samples each, d); for one sample per input "
                         "(a deterministic layer) pass samples[:, None, :]")
@@ -501,6 +572,9 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_center
     Y. Polyanskiy, "Estimating Information Flow in Deep Neural Networks", *Proceedings of
     the 36th International Conference on Machine Learning* (ICML), PMLR 97, 2019.
     """
+    if _wants_graph(samples, beta):
+        return _differentiable(samples, labels, beta, ("iyt",), mc_samples, mc_queries, max_centers, base, rng,
+                               num_threads)["iyt"]
     layer = _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_threads, ndims=(2, 3),
                    hint="(m inputs, R samples each, d), or (m, d) for R = 1")
     y = class_labels(labels, layer.m)
