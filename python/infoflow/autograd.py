@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.autograd.function import once_differentiable
 
 from . import _backend, _core
 from ._intake import FloatArray, largest_magnitude
@@ -47,8 +46,8 @@ class GaussianLSE(torch.autograd.Function):
     """out = log sum_j w_j exp(-|q - c_j|^2 / (2 beta^2)) + shift, differentiable.
 
     ``forward(queries (B, m, d), centers (B, n, d), beta (0-d tensor), weights (B, n) or
-    None, shift (B,) float64 or None, num_threads)``.  The double backward is not
-    supported (a clear error from ``once_differentiable``).
+    None, shift (B,) float64 or None, num_threads)``.  The double backward (gradients
+    of gradients, ``create_graph=True``) is not supported: a RuntimeError says so.
     """
 
     @staticmethod
@@ -69,8 +68,10 @@ class GaussianLSE(torch.autograd.Function):
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad_out):
+        if torch.is_grad_enabled():  # create_graph=True: a graph of this backward was asked for
+            raise RuntimeError("infoflow: double backward (create_graph=True, gradients of gradients) of the "
+                               "Gaussian log-sum-exp is not supported; its backward is a compiled kernel")
         queries, centers, beta, weights, shift, out = ctx.saved_tensors
         want_q, want_c, want_beta, want_w, want_shift, _ = ctx.needs_input_grad
         beta_value = float(beta)
