@@ -1,0 +1,144 @@
+"""Forward + backward of the Gaussian log-sum-exp: infoflow's compiled backward against
+dense torch autograd (cdist + logsumexp) and pykeops autograd, time and peak memory.
+
+Usage: python bench/autograd.py [--sizes 1000 10000 20000] [--dims 10 100] [--repeats 3]
+                                [--out bench/results/autograd.json]
+
+Each (tool, m = n, d) case runs in a fresh subprocess (so that one case's heap cannot hide
+another's).  The loss is sum_i out_i with out = log sum_j exp(-|q_i - c_j|^2 / 2 beta^2),
+float32, uniform data in [-1, 1]^d, beta = 0.1 sqrt(d) (the headline table's setting);
+gradients are taken with respect to both q and c.  Reported: the forward alone and the
+forward + backward (median of ``--repeats`` after one warm-up), and the peak resident
+memory beyond the inputs over one forward + backward (VmHWM, reset before the call).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+TOOLS = ("infoflow", "torch", "pykeops")
+
+
+def _case(tool: str, n: int, d: int, repeats: int) -> dict:
+    """Run in the subprocess: time and measure one tool on one size."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from peak_memory import _status_mb, reset_peak
+
+    rng = np.random.default_rng(0)
+    q0 = torch.from_numpy(rng.uniform(-1, 1, (n, d)).astype(np.float32))
+    c0 = torch.from_numpy(rng.uniform(-1, 1, (n, d)).astype(np.float32))
+    beta = 0.1 * d**0.5
+    if tool == "infoflow":
+        import infoflow
+
+        def forward(q, c):
+            return infoflow.gaussian_lse(q, c, beta)
+    elif tool == "torch":
+        def forward(q, c):
+            return torch.logsumexp(-torch.cdist(q, c).square() / (2 * beta * beta), dim=1)
+    else:
+        from pykeops.torch import LazyTensor
+
+        def forward(q, c):
+            d2 = ((LazyTensor(q[:, None, :]) - LazyTensor(c[None, :, :])) ** 2).sum(-1)
+            return (-d2 / (2 * beta * beta)).logsumexp(dim=1)[:, 0]
+
+    def forward_only():
+        with torch.no_grad():
+            forward(q0, c0)
+
+    def forward_backward():
+        q, c = q0.clone().requires_grad_(), c0.clone().requires_grad_()
+        forward(q, c).sum().backward()
+        return q.grad, c.grad
+
+    def timed(fn):
+        fn()  # warm-up (pykeops compiles its formula here)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    result = {"tool": tool, "m": n, "n": n, "d": d, "beta": beta, "threads": torch.get_num_threads()}
+    result["forward_s"] = timed(forward_only)
+    result["forward_backward_s"] = timed(forward_backward)
+    reset_peak()
+    before = _status_mb("VmRSS")
+    grads = forward_backward()
+    result["peak_beyond_inputs_mb"] = _status_mb("VmHWM") - before
+    result["gradient_mb"] = sum(g.numel() * g.element_size() for g in grads) / 2**20
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 20000])
+    parser.add_argument("--dims", type=int, nargs="+", default=[10, 100])
+    parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(HERE / "results" / "autograd.json"))
+    parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)  # tool n d: run one case here
+    args = parser.parse_args()
+    if args.case:
+        tool, n, d = args.case
+        print(json.dumps(_case(tool, int(n), int(d), args.repeats)))
+        return
+    results = []
+    for d in args.dims:
+        for n in args.sizes:
+            for tool in args.tools:
+                run = subprocess.run([sys.executable, __file__, "--case", tool, str(n), str(d),
+                                      "--repeats", str(args.repeats)], capture_output=True, text=True,
+                                     env=dict(os.environ))
+                if run.returncode != 0:
+                    print(f"{tool} n={n} d={d}: failed: {run.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+                    continue
+                results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+                r = results[-1]
+                print(f"{tool:9s} m=n={n:6d} d={d:4d}  forward {r['forward_s']:.4f} s  forward+backward "
+                      f"{r['forward_backward_s']:.4f} s  peak beyond inputs {r['peak_beyond_inputs_mb']:.1f} MB",
+                      flush=True)
+    Path(args.out).write_text(json.dumps({"machine": os.uname().nodename, "cpus": os.cpu_count(),
+                                          "results": results}, indent=2) + "\n")
+    print(render(results))
+
+
+def render(results: list[dict]) -> str:
+    """The README table: per (d, m = n), infoflow's times and memory and the peers' ratios."""
+    by = {(r["tool"], r["d"], r["n"]): r for r in results}
+    lines = ["| d | m = n | infoflow fwd (s) | infoflow fwd+bwd (s) | (fwd+bwd)/fwd | peak extra (MB) "
+             "| torch fwd+bwd (s) | x | torch peak (MB) | pykeops fwd+bwd (s) | x |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for d, n in sorted({(r["d"], r["n"]) for r in results}):
+        own = by.get(("infoflow", d, n))
+        if own is None:
+            continue
+        cells = [str(d), str(n), f"{own['forward_s']:.3g}", f"{own['forward_backward_s']:.3g}",
+                 f"{own['forward_backward_s'] / own['forward_s']:.2f}", f"{own['peak_beyond_inputs_mb']:.1f}"]
+        for tool in ("torch", "pykeops"):
+            peer = by.get((tool, d, n))
+            if peer is None:
+                cells += ["–", "–"] + (["–"] if tool == "torch" else [])
+                continue
+            cells += [f"{peer['forward_backward_s']:.3g}", f"{peer['forward_backward_s'] / own['forward_backward_s']:.1f}"]
+            if tool == "torch":
+                cells.append(f"{peer['peak_beyond_inputs_mb']:.0f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
