@@ -25,9 +25,9 @@
 
 template <class T>
 struct BackwardScratch {
-  AlignedArray<T> qbuf, r, row, col;
+  AlignedArray<T> qbuf, r, neg_gr, row, col;
   BackwardScratch(index_t d, index_t max_groups)
-      : qbuf(Simd<T>::tile_q * d), r(Simd<T>::tile_q * Layout<T>::G),
+      : qbuf(Simd<T>::tile_q * d), r(Simd<T>::tile_q * Layout<T>::G), neg_gr(Simd<T>::tile_q * Layout<T>::G),
         row(Simd<T>::tile_q * (d + 1) * Simd<T>::lanes), col(max_groups * (d + 2) * Layout<T>::G) {}
 };
 
@@ -91,12 +91,24 @@ void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout
           for (int l = 0; l < L; ++l)
             if (v * L + l >= valid) offset[v][l] = kInf;
       }
+      // A group whose every responsibility for the tile is below e^-87 (float) or e^-708
+      // (double), i.e. beyond kNegligible of the query's largest term, adds nothing a
+      // float sum of responsibilities that total 1 can hold: at small beta that skips
+      // the coordinate work for almost every group, as the forward skips their blocks.
+      V largest_exponent = splat<V>(-kInf);
+      for (int a = 0; a < kTileQ; ++a)
+        for (int v = 0; v < kTileV; ++v)
+          largest_exponent = vmax(largest_exponent, (dist[a][v] + offset[v] - splat<V>(reference[a])) * neg_scale);
+      T largest = largest_exponent[0];
+      for (int l = 1; l < L; ++l) largest = std::max(largest, largest_exponent[l]);
+      if (largest < -kNegligible<T> && grads.weights == nullptr) continue;
       for (int a = 0; a < kTileQ; ++a) {
         V dr = V{};
         for (int v = 0; v < kTileV; ++v) {
           const V e = vexp((dist[a][v] + offset[v] - splat<V>(reference[a])) * neg_scale);
           const V r = offset[v] < splat<V>(kInf) ? e : V{};  // exactly 0 for absent centres
           store(s.r.ptr + a * G + v * L, r);
+          store(s.neg_gr.ptr + a * G + v * L, r * -grad_up[a]);
           dr += r * dist[a][v];
         }
         if (grads.beta != nullptr) {
@@ -112,15 +124,14 @@ void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout
           col_k[v] = load<V>(col + k * G + v * L);
         }
         // All kTileQ rows (padding rows have g = 0 and are never written out), so that
-        // the loops unroll; p = r (c - q) serves the row, g p the column.
+        // the loops unroll: one difference and two FMAs per pair and coordinate.
         for (int a = 0; a < kTileQ; ++a) {
           const V qk = splat<V>(s.qbuf.ptr[a * d + k]);
-          const V g = splat<V>(grad_up[a]);
           V row = V{};
           for (int v = 0; v < kTileV; ++v) {
-            const V p = load<V>(s.r.ptr + a * G + v * L) * (c[v] - qk);
-            row += p;
-            col_k[v] -= g * p;
+            const V diff = c[v] - qk;
+            row += load<V>(s.r.ptr + a * G + v * L) * diff;
+            col_k[v] += load<V>(s.neg_gr.ptr + a * G + v * L) * diff;
           }
           T* row_k = s.row.ptr + (a * (d + 1) + k) * L;
           store(row_k, load<V>(row_k) + row);

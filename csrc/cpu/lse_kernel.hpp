@@ -116,6 +116,10 @@ template <class V>
 inline V vmin(V a, V b) {
   return a < b ? a : b;
 }
+template <class V>
+inline V vmax(V a, V b) {
+  return a > b ? a : b;
+}
 
 // e^x for x <= 0 (Cephes expf: Cody-Waite reduction, degree-6 polynomial, ~1 ulp).
 // Arguments below -87 return about 1e-38 instead of underflowing: such terms are
