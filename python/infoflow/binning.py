@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ._intake import _torch_module, class_labels, log_of_base, positive_int, positive_real
+from ._intake import _torch_module, class_labels, host_array, log_of_base, positive_int, positive_real
 
 __all__ = ["BinningMI", "binning_mi", "DEFAULT_N_BINS"]
 
@@ -60,7 +60,9 @@ class BinningMI(NamedTuple):
 
 def _activations(x: Any) -> np.ndarray:
     torch = _torch_module()
-    if isinstance(x, np.ndarray):
+    host = host_array(x, "activations")
+    if host is not None:
+        x = host
         if x.dtype.kind != "f":
             raise TypeError(
                 f"activations: expected a floating-point dtype, got {x.dtype}; convert explicitly, "
@@ -246,8 +248,8 @@ def binning_mi(activations, labels=None, *, bin_size=None, n_bins=None, limits=(
     Raises
     ------
     TypeError
-        ``activations`` not a floating-point numpy array or torch tensor; ``labels`` not
-        an integer array; ``bin_size``, ``n_bins``, ``limits`` or ``base`` of the wrong type.
+        ``activations`` not a floating-point numpy array or torch tensor (masked arrays
+        included); ``labels`` not an integer array; ``bin_size``, ``n_bins``, ``limits`` or ``base`` of the wrong type.
     ValueError
         ``activations`` not 2-D, empty, or containing NaN or infinity; ``labels`` not of
         shape (m,); both ``bin_size`` and ``n_bins`` given; ``bin_size <= 0``;
