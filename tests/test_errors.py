@@ -209,3 +209,48 @@ def test_one_hot_labels_suggest_argmax(dtype):
     with pytest.raises(ValueError, match=r"labels\.argmax\(1\)"):
         infoflow.binning_mi(np.zeros((3, 2)), labels)
     infoflow.mi_yt(SAMPLES, labels.argmax(1), 0.5, rng=0)  # as suggested
+
+
+# --------------------------------------------------------------------------- work bounds
+
+
+@pytest.mark.parametrize("kwargs, name", [({"mc_samples": 2**62}, "mc_samples"), ({"mc_samples": 2**40}, "mc_samples"),
+                                          ({"mc_queries": 2**31 + 1}, "mc_queries")])
+def test_monte_carlo_budget_beyond_2_31_queries_is_rejected_up_front(kwargs, name):
+    # Before: 2**62 built a list of chunks until MemoryError, 2**40 ran for days.
+    value = kwargs[name]
+    with pytest.raises(ValueError, match=rf"{name}: {name}={value} asks for \d+ Monte Carlo queries \(1 mixture\(s\) "
+                                         r"of 4 centres\), more than the maximum of 2\*\*31 = 2147483648 per estimate"):
+        infoflow.mixture_entropy(np.zeros((4, 2)), 0.5, rng=0, **kwargs)
+    with pytest.raises(ValueError, match=rf"{name}: .*more than the maximum of 2\*\*31"):
+        infoflow.mixture_entropy(np.zeros((4, 2)), 0.5, weights=np.ones(4), rng=0, **kwargs)
+
+
+def test_the_query_bound_counts_the_whole_batch():
+    from infoflow.entropy import MAX_MC_QUERIES, check_query_budget
+
+    assert MAX_MC_QUERIES == 2**31
+    check_query_budget(MAX_MC_QUERIES, None, MAX_MC_QUERIES)  # the bound itself is allowed
+    with pytest.raises(ValueError, match="mc_queries: mc_queries=1073741824 asks for 3221225472 Monte Carlo "
+                                         r"queries \(3 mixture\(s\) of 4 centres\)"):
+        infoflow.mixture_entropy(np.zeros((3, 4, 2)), 0.5, mc_queries=2**30, rng=0)
+    with pytest.raises(ValueError, match="mc_queries: the default of 65536 queries per mixture asks for"):
+        infoflow.mixture_entropy(np.zeros((2**15 + 1, 2, 1)), 0.5, rng=0)
+
+
+def test_mutual_information_budgets_are_checked_before_any_work(monkeypatch):
+    from infoflow import entropy
+    from infoflow.mutual_information import layer_information
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("an entropy was estimated before the budget was checked")
+
+    monkeypatch.setattr(entropy, "_query_plan", no_work)
+    samples, labels = np.zeros((4, 2, 1)), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"mc_samples: mc_samples=1073741824 asks for 8589934592 Monte Carlo queries "
+                                         r"for h\(T\) of 8 pooled samples"):
+        infoflow.mi_xt(samples, 0.5, mc_samples=2**30)
+    with pytest.raises(ValueError, match=r"mc_queries: .* for h\(T\) of 8 pooled samples"):
+        infoflow.mi_yt(samples, labels, 0.5, mc_queries=2**31 + 1)
+    with pytest.raises(ValueError, match="mc_samples: .*more than the maximum of 2"):
+        layer_information(samples, labels, 0.5, mc_samples=2**29)
