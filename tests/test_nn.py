@@ -172,7 +172,8 @@ def test_forward_matches_a_hand_computation():
     gen_state = torch.get_rng_state()
     noisy = net(x)
     torch.set_rng_state(gen_state)
-    draws = [torch.randn(20, 6, dtype=torch.float64), torch.randn(20, 5, dtype=torch.float64)]
+    # The noise is drawn in float32 whatever the dtype, then cast (see GaussianNoise Notes).
+    draws = [torch.randn(20, 6).double(), torch.randn(20, 5).double()]
     torch.testing.assert_close(noisy, by_hand(draws), rtol=0, atol=1e-12)
     assert not torch.allclose(noisy, by_hand(None), rtol=0, atol=1e-6)
     with noise_disabled(net):

@@ -73,6 +73,40 @@ def test_shapes_order_and_dtype(dtype, np_dtype):
         assert np.isfinite(out[name]).all()
 
 
+def forward_rounding_bounds(net, x_max, beta):
+    """First-order bounds on |S_l(float32) - S_l(float64)| for a tanh NoisyMLP run with
+    the same weights and the same noise in both dtypes: the float64 run is exact to
+    float32 precision, and the float32 run rounds each dot product of n terms (at most
+    (n + 2) u sum|w t| with the bias), tanh (2 u) and beta z and the sum S + beta z
+    (2 u |t|), and passes on the earlier error through |W| (tanh is 1-Lipschitz);
+    u = 2**-24."""
+    u = np.finfo(np.float32).eps / 2
+    bounds, error, t_max = [], 0.0, x_max
+    for lin in net.linear_layers[:-1]:
+        w = lin.weight.detach().double().abs().numpy()
+        b = lin.bias.detach().double().abs().numpy()
+        row = w.sum(axis=1)
+        error = (row * error).max() + ((w.shape[1] + 2) * u * (row * t_max + b)).max() + 2 * u
+        bounds.append(error)
+        t_max = 1.0 + 6 * beta  # |tanh| <= 1, plus the noise (6 sigma; checked below)
+        error += 2 * u * t_max
+    return bounds
+
+
+def test_float32_and_float64_models_get_the_same_noise_for_the_same_seed():
+    # Before, torch drew float32 and float64 normals with different algorithms, so the two
+    # dtypes sampled different noise from the same seed (differences of order beta).
+    beta = 0.05
+    net = make_net(beta=beta)
+    twin = make_net(beta=beta, dtype=torch.float64)  # the same weights (seed), exactly
+    x = bits(64)
+    single = sample_layers(net, x, repeats=8, rng=3)
+    double = sample_layers(twin, x.astype(np.float64), repeats=8, rng=3)
+    for name, bound in zip(NAMES, forward_rounding_bounds(net, 1.0, beta)):
+        assert np.abs(double[name]).max() <= 1.0 + 6 * beta
+        assert np.abs(single[name] - double[name]).max() <= bound, name
+
+
 def test_first_layer_is_deterministic_and_equals_the_noiseless_computation():
     net = make_net(beta=0.2)
     x = bits(50)

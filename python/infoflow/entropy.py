@@ -41,8 +41,8 @@ DEFAULT_MC_QUERIES = 65536
 #: its list of chunks (2**62).
 MAX_MC_QUERIES = 1 << 31
 
-# Query coordinates generated per kernel call: bounds the memory of the noise (32 MiB of
-# float32) whatever n, K and the batch size.
+# Query coordinates generated per kernel call: bounds the memory of the noise (64 MiB of
+# float64 draws and their cast) whatever n, K and the batch size.
 _CHUNK_ELEMENTS = 1 << 23
 
 
@@ -393,9 +393,12 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
 
         chunks = tqdm(chunks, total=n_chunks, desc="mixture entropy", unit="chunk")
     for b0, b1, r0, r1 in chunks:
-        noise = generator.standard_normal((b1 - b0, r1 - r0, d), dtype=c3.dtype)
+        # Drawn in float64 whatever the data's dtype, then cast: numpy's float32 normals
+        # come from another algorithm, and the same seed must give the same draws (and
+        # float32 and float64 data the same estimate up to float32 rounding).
+        noise = generator.standard_normal((b1 - b0, r1 - r0, d))
         owner = plan.owners(b0, b1, r0, r1)
-        queries = _monte_carlo_queries(c3, b0, b1, owner, beta, noise)
+        queries = _monte_carlo_queries(c3, b0, b1, owner, beta, noise.astype(c3.dtype, copy=False))
         centres_block = FloatArray(c3.data[b0:b1], c3.kind, c3.device, c3.dtype, (b1 - b0, n, d))
         block_weights = None
         if weights is not None:
