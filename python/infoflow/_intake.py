@@ -42,6 +42,25 @@ def _torch_module():
     return sys.modules.get("torch")
 
 
+#: What to install for the parts of infoflow that need PyTorch (the ``experiments`` extra
+#: of pyproject.toml: torch and scikit-learn).
+INSTALL_EXPERIMENTS = 'pip install "infoflow[experiments]"'
+
+
+def torch_missing_error(what: str, exc: ModuleNotFoundError) -> ModuleNotFoundError:
+    """The error to raise when importing torch for ``what`` failed with ``exc``.
+
+    When torch itself is missing: a ModuleNotFoundError (``name="torch"``, a subclass of
+    ImportError) whose one-line message says what to install.  Any other missing module
+    (say, one that a broken torch install needs) is returned unchanged, so that its own
+    name is not hidden behind a wrong hint.
+    """
+    if (exc.name or "").split(".")[0] != "torch":
+        return exc
+    return ModuleNotFoundError(f"{what} needs PyTorch (torch), which is not installed; install it with: "
+                               f"{INSTALL_EXPERIMENTS}", name="torch")
+
+
 def host_array(x: Any, name: str) -> np.ndarray | None:
     """``x`` as a plain numpy.ndarray when it is a numpy array, else None.
 

@@ -33,7 +33,21 @@ from typing import Any
 
 import numpy as np
 
-from ._intake import class_labels, log_of_base, make_rng, monte_carlo_budget, positive_int, unit_name
+from ._intake import (
+    class_labels,
+    log_of_base,
+    make_rng,
+    monte_carlo_budget,
+    positive_int,
+    torch_missing_error,
+    unit_name,
+)
+
+try:
+    import torch  # noqa: F401  (the models measured here are torch models)
+except ModuleNotFoundError as _exc:
+    raise torch_missing_error("infoflow.flow (information_flow, InformationPlane)", _exc) from None
+
 from ._output import new_figure, save_figure, write_csv, write_json
 from .estimate import RConvergence
 from .mutual_information import layer_information, warn_if_unconverged

@@ -22,10 +22,14 @@ import numbers
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
-import torch
-from torch import nn
 
-from ._intake import positive_real
+from ._intake import positive_real, torch_missing_error
+
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError as _exc:
+    raise torch_missing_error("infoflow.nn", _exc) from None
 
 __all__ = ["GaussianNoise", "NoisyMLP", "noise_disabled", "named_noise_modules"]
 

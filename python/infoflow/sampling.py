@@ -10,10 +10,15 @@ passes of any PyTorch model that contains :class:`infoflow.nn.GaussianNoise` mod
 from __future__ import annotations
 
 import numpy as np
-import torch
-from torch import nn
 
-from ._intake import make_rng, positive_int
+from ._intake import make_rng, positive_int, torch_missing_error
+
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError as _exc:
+    raise torch_missing_error("infoflow.sampling (sample_layers)", _exc) from None
+
 from .nn import named_noise_modules
 
 __all__ = ["sample_layers"]
