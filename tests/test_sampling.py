@@ -291,6 +291,47 @@ def test_input_errors(inputs, exc, pattern):
         sample_layers(make_net(), inputs, rng=0)
 
 
+def test_dataset_and_dataloader_inputs_give_the_arrays_samples():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    net = make_net()
+    x = bits(30)
+    expected = sample_layers(net, x, repeats=3, rng=4)
+    labelled = TensorDataset(torch.from_numpy(x), torch.zeros(30, dtype=torch.int64))  # labels: not needed, dropped
+    for given in (labelled, DataLoader(labelled, batch_size=7), DataLoader(TensorDataset(torch.from_numpy(x))),
+                  DataLoader(labelled, batch_size=None)):
+        out = sample_layers(net, given, repeats=3, rng=4)
+        for name in NAMES:
+            np.testing.assert_array_equal(out[name], expected[name])
+    with pytest.raises(ValueError, match="inputs: the DataLoader yielded no data"):
+        sample_layers(net, DataLoader(TensorDataset(torch.zeros(0, 12))), rng=0)
+
+
+def test_input_errors_name_uint8_and_masked_inputs():
+    net = make_net()
+    with pytest.raises(TypeError, match=r"inputs: expected a floating-point array, got dtype uint8.*/ 255"):
+        sample_layers(net, bits(3).astype(np.uint8))
+    with pytest.raises(TypeError, match="inputs: numpy masked arrays are not supported"):
+        sample_layers(net, np.ma.masked_invalid(bits(3)))
+
+
+def test_repeats_are_bounded_and_memory_errors_say_how_much(monkeypatch):
+    from infoflow import sampling
+
+    with pytest.raises(ValueError, match=r"repeats: 3 inputs x 1073741824 repeats = 3221225472 rows of samples per "
+                                         r"layer, more than the maximum of 2\*\*31 = 2147483648"):
+        sample_layers(make_net(), bits(3), repeats=2**30)
+
+    def refuse(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(np, "empty", refuse)
+    captured = [("noise1", torch.zeros(12, 10)), ("noise2", torch.zeros(12, 7))]
+    with pytest.raises(MemoryError, match=r"repeats: the samples of all layers need .* GiB of host memory \(4 inputs x "
+                                          r"3 repeats x 17 units x 4 bytes\); lower repeats or pass fewer inputs"):
+        sampling._result_array(4, 3, 10, np.float32, captured)
+
+
 def test_argument_errors():
     net = make_net()
     x = bits(2)
