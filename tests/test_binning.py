@@ -215,8 +215,10 @@ GOOD = np.zeros((4, 2))
 @pytest.mark.parametrize(
     "kwargs, exc, pattern",
     [
-        (dict(activations=[[0.0, 1.0]]), TypeError, "activations: expected a numpy.ndarray or torch.Tensor, got list"),
-        (dict(activations=np.zeros((4, 2), dtype=np.int64)), TypeError, "activations: expected a floating-point dtype, got int64"),
+        (dict(activations=[[0.0, 1.0]]), TypeError,
+         "activations: expected a numpy.ndarray or torch.Tensor, got list"),
+        (dict(activations=np.zeros((4, 2), dtype=np.int64)), TypeError,
+         "activations: expected a floating-point dtype, got int64"),
         (dict(activations=np.zeros((4, 2), dtype=bool)), TypeError, "activations: expected a floating-point dtype"),
         (dict(activations=np.zeros((4, 2), dtype=complex)), TypeError, "activations: expected a floating-point dtype"),
         (dict(activations=np.zeros(4)), ValueError, r"activations: expected shape \(m, d\).*reshape\(-1, 1\)"),

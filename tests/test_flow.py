@@ -185,8 +185,8 @@ def test_input_and_label_errors_name_the_arguments(data):
 
     x, y = data
     net = small_net()
-    with pytest.raises(TypeError, match=r"x: expected a floating-point array, got dtype uint8.*x\.astype\(numpy\.float32\) "
-                                        r"/ 255 for 8-bit images"):
+    with pytest.raises(TypeError, match=r"x: expected a floating-point array, got dtype uint8.*"
+                                        r"x\.astype\(numpy\.float32\) / 255 for 8-bit images"):
         information_flow(net, x.astype(np.uint8), y)
     with pytest.raises(TypeError, match=r"x: expected a floating-point tensor, got torch\.uint8.*x\.float\(\) / 255"):
         InformationPlane(net, torch.from_numpy(x.astype(np.uint8)), y, epochs=[0])

@@ -238,13 +238,13 @@ def test_options_and_edge_cases():
     x = torch.randn(4, 3)
     assert torch.equal(plain(x), plain(x))
     with pytest.raises(ValueError, match="no hidden"):
-        plain.beta
+        _ = plain.beta
     # Layers with different beta have no common beta.
     net.noise1.beta = 0.2
     twice = NoisyMLP([3, 5, 5, 2], beta=0.2)
     twice.noise2.beta = 0.3
     with pytest.raises(ValueError, match="different beta"):
-        twice.beta
+        _ = twice.beta
     # A deep copy is an independent, working network.
     clone = copy.deepcopy(twice)
     clone.noise1.beta = 0.7

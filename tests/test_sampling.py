@@ -219,7 +219,8 @@ def test_disabled_noise_layers_are_sampled_but_add_nothing():
     assert not net.noise1.enabled
 
 
-@pytest.mark.parametrize("m, repeats, batch_size, max_rows", [(10, 3, 7, 6), (5, 10, 4, 4), (6, 1, 4096, 6), (4, 5, 5, 5)])
+@pytest.mark.parametrize("m, repeats, batch_size, max_rows",
+                         [(10, 3, 7, 6), (5, 10, 4, 4), (6, 1, 4096, 6), (4, 5, 5, 5)])
 def test_batches_never_exceed_batch_size_and_cover_everything(m, repeats, batch_size, max_rows):
     model = HandBuilt()
     x = np.random.default_rng(0).normal(size=(m, 5))
