@@ -288,7 +288,9 @@ def unit_name(base: Any) -> str:
 
 
 def make_rng(rng: Any) -> np.random.Generator:
-    """SPEC 7: an int seed, a SeedSequence, a numpy Generator, or None (fresh entropy)."""
+    """A numpy Generator from an int seed, a SeedSequence, a Generator, a BitGenerator, or
+    None (fresh entropy), as Scientific Python SPEC 7 recommends
+    (https://scientific-python.org/specs/spec-0007/)."""
     if isinstance(rng, np.random.RandomState):
         raise TypeError("rng: numpy.random.RandomState is not supported; pass a numpy.random.Generator or an int seed")
     if rng is not None and not isinstance(

@@ -484,8 +484,10 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     base : float, optional
         Logarithm base of the result: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
-        Source of the Gaussian draws and of the choice of centres (SPEC 7).  The same seed
-        gives the same value, on any device and whatever the batch chunking.
+        Source of the Gaussian draws and of the choice of centres (Scientific Python
+        SPEC 7, https://scientific-python.org/specs/spec-0007/).  The same seed gives the same
+        value, on any device, whatever the batch chunking and, up to float32 rounding,
+        whatever the dtype.
     num_threads : int, optional
         CPU threads for the kernel (default: all).
     progress : bool

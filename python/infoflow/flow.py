@@ -420,9 +420,10 @@ def information_flow(model, x, y=None, beta=None, *, repeats=8, mc_samples=None,
     base : float, optional
         Logarithm base of the results: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
-        The one source of randomness (SPEC 7): it seeds the network's noise during
-        sampling and then drives every estimator call, in layer order.  The same seed
-        reproduces the result exactly.
+        The one source of randomness (Scientific Python SPEC 7,
+        https://scientific-python.org/specs/spec-0007/): it seeds the network's noise during sampling
+        and then drives every estimator call, in layer order.  The same seed reproduces
+        the result exactly.
     num_threads : int, optional
         CPU threads for the estimation kernels (default: all).
     convergence : bool

@@ -382,8 +382,9 @@ def mi_xt(samples, beta, *, mc_samples=None, mc_queries=None, max_centers=None, 
     base : float, optional
         Logarithm base of the result: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
-        The one source of randomness (the subsets and every Monte Carlo draw), SPEC 7:
-        the same seed reproduces the result exactly.
+        The one source of randomness (the subsets and every Monte Carlo draw; Scientific
+        Python SPEC 7, https://scientific-python.org/specs/spec-0007/): the same seed
+        reproduces the result exactly.
     num_threads : int, optional
         CPU threads for the kernel (default: all).
     convergence : bool
@@ -480,8 +481,9 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_center
     base : float, optional
         Logarithm base of the result: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
-        The one source of randomness (the subsets and every Monte Carlo draw), SPEC 7:
-        the same seed reproduces the result exactly.
+        The one source of randomness (the subsets and every Monte Carlo draw; Scientific
+        Python SPEC 7, https://scientific-python.org/specs/spec-0007/): the same seed
+        reproduces the result exactly.
     num_threads : int, optional
         CPU threads for the kernel (default: all).
     convergence : bool

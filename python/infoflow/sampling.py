@@ -203,10 +203,12 @@ def sample_layers(model, inputs, *, repeats=1, batch_size=4096, rng=None) -> dic
         k*R rows (each input repeated R times); when R > batch_size the repeats of one
         input are split over several passes.  Bounds the memory on the device.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence, keyword-only
-        Source of the noise (SPEC 7).  A seed drawn from it seeds a ``torch.Generator``
-        on the model's device, set on every noise module for the duration of the call
-        (their own ``generator`` attributes are restored afterwards); torch's global RNG
-        is neither used nor advanced.  None gives fresh, unpredictable noise.
+        Source of the noise (Scientific Python SPEC 7,
+        https://scientific-python.org/specs/spec-0007/).  A seed drawn from it seeds a
+        ``torch.Generator`` on the model's device, set on every noise module for the
+        duration of the call (their own ``generator`` attributes are restored afterwards);
+        torch's global RNG is neither used nor advanced.  None gives fresh, unpredictable
+        noise.
 
     Returns
     -------
