@@ -163,6 +163,7 @@ def _masked_calls():
     yield "layer_information", lambda: layer_information(SAMPLES, labels, 0.5, rng=0), "labels"
     yield "binning_mi", lambda: infoflow.binning_mi(MASKED), "activations"
     yield "binning_mi labels", lambda: infoflow.binning_mi(three, labels), "labels"
+    yield "szt_labels", lambda: infoflow.datasets.szt_labels(np.ma.masked_equal(np.eye(12, dtype=int), 1)), "x"
 
 
 MASKED_CALLS = list(_masked_calls())
