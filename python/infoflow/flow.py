@@ -39,6 +39,7 @@ from ._intake import (
     make_rng,
     monte_carlo_budget,
     positive_int,
+    thread_count,
     torch_missing_error,
     unit_name,
 )
@@ -425,7 +426,7 @@ def information_flow(model, x, y=None, beta=None, *, repeats=8, mc_samples=None,
         and then drives every estimator call, in layer order.  The same seed reproduces
         the result exactly.
     num_threads : int, optional
-        CPU threads for the estimation kernels (default: all).
+        CPU threads for the estimation kernels, at most 1024 (default: all).
     convergence : bool
         Also estimate every layer from the first R/2 and R/4 samples of each input
         (default True; no new forward passes, but 1.7 to 3 times the estimation time)
@@ -493,7 +494,7 @@ def information_flow(model, x, y=None, beta=None, *, repeats=8, mc_samples=None,
     k, queries = monte_carlo_budget(mc_samples, mc_queries)
     check_layer_budget(m, n_rep, k, queries)
     positive_int(max_centers, "max_centers")
-    positive_int(num_threads, "num_threads")
+    thread_count(num_threads)
     log_of_base(base)
     generator = make_rng(rng)
 
@@ -703,7 +704,7 @@ class InformationPlane:
         self.options = dict(repeats=n_rep,
                             mc_samples=k, mc_queries=queries,
                             max_centers=positive_int(max_centers, "max_centers"),
-                            num_threads=positive_int(num_threads, "num_threads"),
+                            num_threads=thread_count(num_threads),
                             convergence=bool(convergence), progress=bool(progress))
         self._rng = make_rng(rng)
         self._history: list[dict] = []
