@@ -258,21 +258,6 @@ def positive_int(x: Any, name: str, *, allow_none: bool = True) -> int | None:
     return int(x)
 
 
-#: The most CPU threads a kernel call may ask for.  Far more than any machine's cores;
-#: past about 10**5 the OpenMP runtime crashes the process (a segfault, or an abort
-#: allocating hundreds of GB for 2**31 - 1), which no Python error could report.
-MAX_THREADS = 1024
-
-
-def thread_count(x: Any, name: str = "num_threads") -> int | None:
-    """``num_threads``: None (the OpenMP default) or an integer in 1..:data:`MAX_THREADS`."""
-    value = positive_int(x, name)
-    if value is not None and value > MAX_THREADS:
-        raise ValueError(f"{name}: {value} is more than the maximum of {MAX_THREADS} threads "
-                         "(more threads than cores only adds overhead); pass None for all cores")
-    return value
-
-
 def monte_carlo_budget(mc_samples: Any, mc_queries: Any) -> tuple[int | None, int | None]:
     """Validated ``(mc_samples, mc_queries)``: draws per centre or queries per mixture, at most one given."""
     k = positive_int(mc_samples, "mc_samples")

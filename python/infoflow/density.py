@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from . import _backend
-from ._intake import FloatArray, beta_for_dtype, centre_weights, float_array, same_family, thread_count
+from ._intake import FloatArray, beta_for_dtype, centre_weights, float_array, positive_int, same_family
 
 __all__ = ["log_density", "gaussian_lse"]
 
@@ -28,7 +28,7 @@ def _batched_pair(queries, centers, beta, num_threads, weights):
         )
     w = centre_weights(weights, c)
     beta = beta_for_dtype(beta, q.dtype)
-    threads = thread_count(num_threads)
+    threads = positive_int(num_threads, "num_threads")
     batch_shape = q.shape[:-2]
     batch = math.prod(batch_shape)
     q3 = _backend.reshape_3d(q, batch, q.shape[-2], q.shape[-1])
@@ -89,8 +89,7 @@ def log_density(queries, centers, beta, *, weights=None, num_threads=None):
     beta : float
         Standard deviation of the Gaussian noise, in the units of the data; > 0.
     num_threads : int, optional
-        CPU threads, at most 1024 (default: OpenMP's default, usually all cores).  Ignored
-        on the GPU.
+        CPU threads (default: OpenMP's default, usually all cores).  Ignored on the GPU.
 
     Returns
     -------

@@ -24,7 +24,6 @@ from ._intake import (
     monte_carlo_budget,
     positive_int,
     positive_real,
-    thread_count,
     unit_name,
 )
 from .density import log_total_weight
@@ -490,7 +489,7 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
         value, on any device, whatever the batch chunking and, up to float32 rounding,
         whatever the dtype.
     num_threads : int, optional
-        CPU threads for the kernel, at most 1024 (default: all).
+        CPU threads for the kernel (default: all).
     progress : bool
         Show a tqdm progress bar over the kernel calls.
     control_variate : bool
@@ -544,7 +543,7 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     n, d = c.shape[-2], c.shape[-1]
     k, n_queries = monte_carlo_budget(mc_samples, mc_queries)
     log_base = log_of_base(base)
-    threads = thread_count(num_threads)
+    threads = positive_int(num_threads, "num_threads")
     generator = make_rng(rng)
     batch_shape = c.shape[:-2]
     batch = math.prod(batch_shape)
@@ -578,7 +577,7 @@ def mixture_entropy_bounds(centers, beta, *, base=None, num_threads=None) -> Bou
     base : float, optional
         Logarithm base: None (default) for nats, 2 for bits.
     num_threads : int, optional
-        CPU threads, at most 1024 (default: all).
+        CPU threads (default: all).
 
     Returns
     -------
@@ -588,7 +587,7 @@ def mixture_entropy_bounds(centers, beta, *, base=None, num_threads=None) -> Bou
     c = float_array(centers, "centers")
     beta = beta_for_dtype(beta, c.dtype)
     log_base = log_of_base(base)
-    threads = thread_count(num_threads)
+    threads = positive_int(num_threads, "num_threads")
     n, d = c.shape[-2], c.shape[-1]
     batch_shape = c.shape[:-2]
     c3 = _backend.reshape_3d(c, math.prod(batch_shape), n, d)

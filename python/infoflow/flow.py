@@ -39,7 +39,6 @@ from ._intake import (
     make_rng,
     monte_carlo_budget,
     positive_int,
-    thread_count,
     torch_missing_error,
     unit_name,
 )
@@ -426,7 +425,7 @@ def information_flow(model, x, y=None, beta=None, *, repeats=8, mc_samples=None,
         and then drives every estimator call, in layer order.  The same seed reproduces
         the result exactly.
     num_threads : int, optional
-        CPU threads for the estimation kernels, at most 1024 (default: all).
+        CPU threads for the estimation kernels (default: all).
     convergence : bool
         Also estimate every layer from the first R/2 and R/4 samples of each input
         (default True; no new forward passes, but 1.7 to 3 times the estimation time)
@@ -494,7 +493,7 @@ def information_flow(model, x, y=None, beta=None, *, repeats=8, mc_samples=None,
     k, queries = monte_carlo_budget(mc_samples, mc_queries)
     check_layer_budget(m, n_rep, k, queries)
     positive_int(max_centers, "max_centers")
-    thread_count(num_threads)
+    positive_int(num_threads, "num_threads")
     log_of_base(base)
     generator = make_rng(rng)
 
@@ -704,7 +703,7 @@ class InformationPlane:
         self.options = dict(repeats=n_rep,
                             mc_samples=k, mc_queries=queries,
                             max_centers=positive_int(max_centers, "max_centers"),
-                            num_threads=thread_count(num_threads),
+                            num_threads=positive_int(num_threads, "num_threads"),
                             convergence=bool(convergence), progress=bool(progress))
         self._rng = make_rng(rng)
         self._history: list[dict] = []

@@ -33,7 +33,6 @@ from ._intake import (
     make_rng,
     monte_carlo_budget,
     positive_int,
-    thread_count,
     unit_name,
 )
 from .entropy import DEFAULT_MC_QUERIES, check_query_budget, entropy_nats, noise_entropy, planned_queries
@@ -317,7 +316,7 @@ def _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_th
     check_layer_budget(arr.shape[0], arr.shape[1], k_user, queries)
     max_centers = positive_int(max_centers, "max_centers")
     log_of_base(base)
-    threads = thread_count(num_threads)
+    threads = positive_int(num_threads, "num_threads")
     return _Layer(arr, beta, k_user, queries, max_centers, make_rng(rng), threads)
 
 
@@ -387,7 +386,7 @@ def mi_xt(samples, beta, *, mc_samples=None, mc_queries=None, max_centers=None, 
         Python SPEC 7, https://scientific-python.org/specs/spec-0007/): the same seed
         reproduces the result exactly.
     num_threads : int, optional
-        CPU threads for the kernel, at most 1024 (default: all).
+        CPU threads for the kernel (default: all).
     convergence : bool
         Also estimate from the first R/2 and R/4 samples of every input (nested subsets,
         no new samples; default True) and attach the sequence as ``.convergence``
@@ -486,7 +485,7 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_center
         Python SPEC 7, https://scientific-python.org/specs/spec-0007/): the same seed
         reproduces the result exactly.
     num_threads : int, optional
-        CPU threads for the kernel, at most 1024 (default: all).
+        CPU threads for the kernel (default: all).
     convergence : bool
         The R-convergence sequence, as in :func:`mi_xt` (default True).
 

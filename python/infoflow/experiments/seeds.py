@@ -34,13 +34,13 @@ def run_each(out_dir, seed: int, seeds: int, num_threads: int | None, run_one) -
     :func:`~infoflow.experiments.szt.run_seeds`: into ``out_dir`` itself for a single run,
     else into ``out_dir/seed_<i>``.  Stops after a run that was interrupted (Ctrl-C).
     Returns the output folder and the results so far."""
-    from .._intake import positive_int, thread_count
+    from .._intake import positive_int
     from .._output import output_dir
     from .szt import run_seeds, torch_threads
 
     count = positive_int(seeds, "seeds", allow_none=False)
     if num_threads is not None:
-        thread_count(num_threads)
+        positive_int(num_threads, "num_threads")
     runs = run_seeds(seed, count)
     out = output_dir(out_dir)
     results = []
