@@ -396,9 +396,12 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
         # Drawn in float64 whatever the data's dtype, then cast: numpy's float32 normals
         # come from another algorithm, and the same seed must give the same draws (and
         # float32 and float64 data the same estimate up to float32 rounding).
-        noise = generator.standard_normal((b1 - b0, r1 - r0, d))
+        # ``draws`` (float64, exactly standard normal) serve the control variate; ``noise``,
+        # in the data's dtype, everything that builds the queries.
+        draws = generator.standard_normal((b1 - b0, r1 - r0, d))
+        noise = draws.astype(c3.dtype, copy=False)
         owner = plan.owners(b0, b1, r0, r1)
-        queries = _monte_carlo_queries(c3, b0, b1, owner, beta, noise.astype(c3.dtype, copy=False))
+        queries = _monte_carlo_queries(c3, b0, b1, owner, beta, noise)
         centres_block = FloatArray(c3.data[b0:b1], c3.kind, c3.device, c3.dtype, (b1 - b0, n, d))
         block_weights = None
         if weights is not None:
@@ -414,7 +417,7 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
         if plain:
             moments.update(b0, b1, terms)
             continue
-        cv = _control_variate(noise, owner, log_p, h_w, b0, b1)
+        cv = _control_variate(draws, owner, log_p, h_w, b0, b1)
         residual = terms - cv - baseline[b0:b1, None]
         for parity, half in enumerate(halves):
             cols = slice((parity - r0) % 2, None, 2)  # global query index r = r0 + column
