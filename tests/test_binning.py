@@ -215,8 +215,10 @@ GOOD = np.zeros((4, 2))
 @pytest.mark.parametrize(
     "kwargs, exc, pattern",
     [
-        (dict(activations=[[0.0, 1.0]]), TypeError, "activations: expected a numpy.ndarray or torch.Tensor, got list"),
-        (dict(activations=np.zeros((4, 2), dtype=np.int64)), TypeError, "activations: expected a floating-point dtype, got int64"),
+        (dict(activations=[[0.0, 1.0]]), TypeError,
+         "activations: expected a numpy.ndarray or torch.Tensor, got list"),
+        (dict(activations=np.zeros((4, 2), dtype=np.int64)), TypeError,
+         "activations: expected a floating-point dtype, got int64"),
         (dict(activations=np.zeros((4, 2), dtype=bool)), TypeError, "activations: expected a floating-point dtype"),
         (dict(activations=np.zeros((4, 2), dtype=complex)), TypeError, "activations: expected a floating-point dtype"),
         (dict(activations=np.zeros(4)), ValueError, r"activations: expected shape \(m, d\).*reshape\(-1, 1\)"),
@@ -260,3 +262,20 @@ def test_errors_name_the_argument(kwargs, exc, pattern):
 def test_options_are_keyword_only():
     with pytest.raises(TypeError):
         binning_mi(GOOD, None, 0.1)
+
+
+def test_bins_are_bounded_where_float64_stops_telling_them_apart():
+    # Before: n_bins=2**65 gave 2.996 nats (ln 20) and 2**100 gave 0, silently, because
+    # the bin indices overflowed; the answer is ln 200 for 200 distinct points.
+    t = np.linspace(-0.999, 0.999, 200)[:, None]
+    for n_bins in (2**53 + 1, 2**65, 2**100):
+        with pytest.raises(ValueError, match=rf"n_bins: {n_bins} is more than 2\*\*53 = 9007199254740992 bins"):
+            binning_mi(t, n_bins=n_bins)
+    with pytest.raises(ValueError, match=r"bin_size: .* is too small .*more than 2\*\*53 = 9007199254740992 bins"):
+        binning_mi(t, bin_size=2 / 2**54)
+    # The bound itself is exact.
+    assert binning_mi(t, n_bins=2**53).ixt == math.log(200)
+    assert binning_mi(t, bin_size=2 / 2**53).ixt == math.log(200)
+    from infoflow.binning import MAX_BINS
+
+    assert MAX_BINS == 2**53

@@ -142,3 +142,121 @@ def test_core_rejects_wrong_dtype_without_copying():
         _core.log_density(np.zeros((1, 2, 2), np.float32), np.zeros((1, 2, 2), np.float64), 1.0)
     with pytest.raises(ValueError, match="isa"):
         _core.log_density(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), 1.0, 0, "sse9")
+
+
+# --------------------------------------------------------------------------- ndarray subclasses
+
+# A masked Inf: before, the mask was ignored and the Inf reached the kernel (a NaN estimate).
+MASKED = np.ma.masked_invalid(np.array([[0.0, 1.0], [2.0, np.inf], [1.0, 0.5]]))
+SAMPLES = np.arange(12.0).reshape(3, 2, 2)
+
+
+def _masked_calls():
+    """(name, call, argument named in the error) for every public estimator."""
+    from infoflow.mutual_information import layer_information
+
+    three = np.zeros((3, 2))
+    labels = np.ma.masked_equal(np.array([0, 1, -1]), -1)
+    yield "mixture_entropy", lambda: infoflow.mixture_entropy(MASKED, 0.5, rng=0), "centers"
+    yield "mixture_entropy_bounds", lambda: infoflow.mixture_entropy_bounds(MASKED, 0.5), "centers"
+    yield "log_density", lambda: infoflow.log_density(MASKED, three, 0.5), "queries"
+    yield "gaussian_lse", lambda: infoflow.gaussian_lse(three, MASKED, 0.5), "centers"
+    yield "weights", lambda: infoflow.mixture_entropy(three, 0.5, weights=np.ma.masked_less(np.ones(3), 0), rng=0), \
+        "weights"
+    yield "mi_xt", lambda: infoflow.mi_xt(np.ma.masked_invalid(SAMPLES), 0.5, rng=0), "samples"
+    yield "mi_yt labels", lambda: infoflow.mi_yt(SAMPLES, labels, 0.5, rng=0), "labels"
+    yield "layer_information", lambda: layer_information(SAMPLES, labels, 0.5, rng=0), "labels"
+    yield "binning_mi", lambda: infoflow.binning_mi(MASKED), "activations"
+    yield "binning_mi labels", lambda: infoflow.binning_mi(three, labels), "labels"
+    yield "szt_labels", lambda: infoflow.datasets.szt_labels(np.ma.masked_equal(np.eye(12, dtype=int), 1)), "x"
+
+
+MASKED_CALLS = list(_masked_calls())
+
+
+@pytest.mark.parametrize("name, call, argument", MASKED_CALLS, ids=[c[0] for c in MASKED_CALLS])
+def test_masked_arrays_are_rejected_naming_the_argument(name, call, argument):
+    with pytest.raises(TypeError, match=rf"{argument}: numpy masked arrays are not supported: the mask would be "
+                                        r"ignored.*\.filled\(value\)"):
+        call()
+
+
+def test_matrix_and_memmap_are_their_plain_values(tmp_path):
+    x = np.tanh(np.random.default_rng(0).normal(size=(40, 3)))
+    memmap = np.lib.format.open_memmap(tmp_path / "x.npy", mode="w+", dtype=np.float64, shape=x.shape)
+    memmap[:] = x
+    plain = infoflow.mixture_entropy(x, 0.3, mc_samples=4, rng=0)
+    for other in (x.view(np.matrix), memmap):  # (np.matrix(x) warns that matrix is deprecated)
+        assert infoflow.mixture_entropy(other, 0.3, mc_samples=4, rng=0) == plain
+        assert infoflow.mixture_entropy_bounds(other, 0.3) == infoflow.mixture_entropy_bounds(x, 0.3)
+    labels = np.array([0, 1] * 20)
+    assert infoflow.binning_mi(x.view(np.matrix), labels) == infoflow.binning_mi(x, labels)
+
+
+def test_other_ndarray_subclasses_are_rejected():
+    class Quantity(np.ndarray):
+        """Stands for an array with units, which infoflow would drop."""
+
+    x = np.zeros((4, 2)).view(Quantity)
+    with pytest.raises(TypeError, match=r"centers: got a .*Quantity, a subclass of numpy.ndarray .*numpy.asarray"):
+        infoflow.mixture_entropy(x, 0.5)
+    infoflow.mixture_entropy(np.asarray(x), 0.5, mc_samples=2, rng=0)  # as the message says
+
+
+# --------------------------------------------------------------------------- one-hot labels
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+def test_one_hot_labels_suggest_argmax(dtype):
+    labels = np.eye(2, dtype=dtype)[[0, 1, 1]]  # (3, 2) one-hot rows
+    with pytest.raises(ValueError, match=r"labels: expected one class index per row of samples, shape \(3,\), got "
+                                         r"shape \(3, 2\): one-hot or probability rows\? .*labels\.argmax\(1\)"):
+        infoflow.mi_yt(SAMPLES, labels, 0.5, rng=0)
+    with pytest.raises(ValueError, match=r"labels\.argmax\(1\)"):
+        infoflow.binning_mi(np.zeros((3, 2)), labels)
+    infoflow.mi_yt(SAMPLES, labels.argmax(1), 0.5, rng=0)  # as suggested
+
+
+# --------------------------------------------------------------------------- work bounds
+
+
+@pytest.mark.parametrize("kwargs, name", [({"mc_samples": 2**62}, "mc_samples"), ({"mc_samples": 2**40}, "mc_samples"),
+                                          ({"mc_queries": 2**31 + 1}, "mc_queries")])
+def test_monte_carlo_budget_beyond_2_31_queries_is_rejected_up_front(kwargs, name):
+    # Before: 2**62 built a list of chunks until MemoryError, 2**40 ran for days.
+    value = kwargs[name]
+    with pytest.raises(ValueError, match=rf"{name}: {name}={value} asks for \d+ Monte Carlo queries \(1 mixture\(s\) "
+                                         r"of 4 centres\), more than the maximum of 2\*\*31 = 2147483648 per estimate"):
+        infoflow.mixture_entropy(np.zeros((4, 2)), 0.5, rng=0, **kwargs)
+    with pytest.raises(ValueError, match=rf"{name}: .*more than the maximum of 2\*\*31"):
+        infoflow.mixture_entropy(np.zeros((4, 2)), 0.5, weights=np.ones(4), rng=0, **kwargs)
+
+
+def test_the_query_bound_counts_the_whole_batch():
+    from infoflow.entropy import MAX_MC_QUERIES, check_query_budget
+
+    assert MAX_MC_QUERIES == 2**31
+    check_query_budget(MAX_MC_QUERIES, None, MAX_MC_QUERIES)  # the bound itself is allowed
+    with pytest.raises(ValueError, match="mc_queries: mc_queries=1073741824 asks for 3221225472 Monte Carlo "
+                                         r"queries \(3 mixture\(s\) of 4 centres\)"):
+        infoflow.mixture_entropy(np.zeros((3, 4, 2)), 0.5, mc_queries=2**30, rng=0)
+    with pytest.raises(ValueError, match="mc_queries: the default of 65536 queries per mixture asks for"):
+        infoflow.mixture_entropy(np.zeros((2**15 + 1, 2, 1)), 0.5, rng=0)
+
+
+def test_mutual_information_budgets_are_checked_before_any_work(monkeypatch):
+    from infoflow import entropy
+    from infoflow.mutual_information import layer_information
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("an entropy was estimated before the budget was checked")
+
+    monkeypatch.setattr(entropy, "_query_plan", no_work)
+    samples, labels = np.zeros((4, 2, 1)), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"mc_samples: mc_samples=1073741824 asks for 8589934592 Monte Carlo queries "
+                                         r"for h\(T\) of 8 pooled samples"):
+        infoflow.mi_xt(samples, 0.5, mc_samples=2**30)
+    with pytest.raises(ValueError, match=r"mc_queries: .* for h\(T\) of 8 pooled samples"):
+        infoflow.mi_yt(samples, labels, 0.5, mc_queries=2**31 + 1)
+    with pytest.raises(ValueError, match="mc_samples: .*more than the maximum of 2"):
+        layer_information(samples, labels, 0.5, mc_samples=2**29)

@@ -146,6 +146,87 @@ def test_errors(data):
     assert len(flow) == 1 and flow[0].width == 8
 
 
+def _same_flow(a, b):
+    assert [row.to_dict() for row in a] == [row.to_dict() for row in b]
+
+
+def test_a_dataset_or_dataloader_gives_the_arrays_result(data):
+    """A Dataset or DataLoader x is iterated once: inputs from the first entry of each
+    batch, labels from the second (then y is None)."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = data
+    options = dict(repeats=2, mc_samples=2, rng=7, convergence=False)
+    expected = information_flow(small_net(), x, y, **options)
+    dataset = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    for given in (dataset, DataLoader(dataset, batch_size=37), DataLoader(dataset, batch_size=None)):
+        _same_flow(information_flow(small_net(), given, **options), expected)
+    inputs_only = DataLoader(TensorDataset(torch.from_numpy(x)), batch_size=50)
+    _same_flow(information_flow(small_net(), inputs_only, y, **options), expected)
+    plane = InformationPlane(small_net(), DataLoader(dataset, batch_size=64), epochs=[0], **options)
+    assert plane.n_inputs == M and np.array_equal(plane.y, y)
+
+
+def test_a_shuffling_loader_keeps_inputs_and_labels_paired():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from infoflow.datasets import szt, szt_labels
+    from infoflow.sampling import dataset_arrays
+
+    x, y = szt()
+    loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=100, shuffle=True)
+    inputs, labels = dataset_arrays(loader, "x")
+    assert inputs.shape == (4096, 12) and not np.array_equal(inputs.numpy(), x)  # another order,
+    np.testing.assert_array_equal(labels.numpy(), szt_labels(inputs.numpy()))  # but each label with its input
+
+
+def test_input_and_label_errors_name_the_arguments(data):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = data
+    net = small_net()
+    with pytest.raises(TypeError, match=r"x: expected a floating-point array, got dtype uint8.*"
+                                        r"x\.astype\(numpy\.float32\) / 255 for 8-bit images"):
+        information_flow(net, x.astype(np.uint8), y)
+    with pytest.raises(TypeError, match=r"x: expected a floating-point tensor, got torch\.uint8.*x\.float\(\) / 255"):
+        InformationPlane(net, torch.from_numpy(x.astype(np.uint8)), y, epochs=[0])
+    with pytest.raises(ValueError, match=r"y: expected one class index per row of x, shape \(256,\), got shape "
+                                         r"\(256, 2\): one-hot or probability rows\? .*y\.argmax\(1\)"):
+        information_flow(net, x, np.eye(2, dtype=np.float32)[y])
+    with pytest.raises(TypeError, match="y: expected the labels"):
+        information_flow(net, x)
+    with pytest.raises(TypeError, match="x: numpy masked arrays are not supported"):
+        information_flow(net, np.ma.masked_invalid(x), y)
+    one_hot = DataLoader(TensorDataset(torch.from_numpy(x), torch.eye(2)[y]), batch_size=64)
+    with pytest.raises(ValueError, match=r"y \(the labels in x's batches\): .*one-hot.*y\.argmax\(1\)"):
+        information_flow(net, one_hot)
+    labelled = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=64)
+    with pytest.raises(ValueError, match="y: x is a DataLoader whose batches carry labels; pass y=None"):
+        information_flow(net, labelled, y)
+    with pytest.raises(TypeError, match="x: its batches are dicts"):
+        information_flow(net, DataLoader([{"image": row} for row in x], batch_size=64))
+
+
+def test_work_bounds_are_checked_before_sampling(data, monkeypatch):
+    from infoflow import flow
+
+    def no_sampling(*args, **kwargs):
+        raise AssertionError("sampled before the budget was checked")
+
+    monkeypatch.setattr(flow, "_sample_layers", no_sampling)
+    x, y = data
+    with pytest.raises(ValueError, match=r"repeats: 256 inputs x 8388609 repeats = 2147483904 rows of samples per "
+                                         r"layer, more than the maximum of 2\*\*31"):
+        information_flow(small_net(), x, y, repeats=2**23 + 1)
+    with pytest.raises(ValueError, match=r"mc_samples: mc_samples=4194304 asks for 4294967296 Monte Carlo queries for "
+                                         r"h\(T\) of 1024 pooled samples"):
+        information_flow(small_net(), x, y, repeats=4, mc_samples=2**22)
+    with pytest.raises(ValueError, match="mc_queries: .*more than the maximum of 2"):
+        InformationPlane(small_net(), x, y, epochs=[0], mc_queries=2**31 + 1)
+    with pytest.raises(ValueError, match=r"n_points: 65537 is more than the maximum of 2\*\*16 = 65536"):
+        log_spaced_epochs(10**6, 2**16 + 1)
+
+
 # --- schedule --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("max_epoch", [1, 2, 7, 50, 300, 10000])

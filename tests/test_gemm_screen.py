@@ -1,4 +1,4 @@
-"""The CPU kernel's GEMM-form screen and nearest-centre hint (DESIGN section 3).
+"""The CPU kernel's GEMM-form screen and nearest-centre hint.
 
 The screen computes ||q||^2 + ||c||^2 - 2 q.c, which cancels catastrophically at small
 beta, but only to prove that a block of centres is negligible; every term in the sum is

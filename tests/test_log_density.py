@@ -105,9 +105,10 @@ def test_normalisation_closed_form():
 
 @pytest.mark.parametrize("d", [1, 10, 100])
 def test_float32_accuracy_at_small_beta(isa, rng, d):
-    """DESIGN section 3: beta = 1e-3 on tanh-range data of norm ~sqrt(d), float32 within 2e-5
-    of float64, for Monte Carlo queries (centre + beta z, where the expanded form
-    ||q||^2 + ||c||^2 - 2 q.c would lose every digit) and for far queries."""
+    """The accuracy contract (README, Accuracy): beta = 1e-3 on tanh-range data of norm
+    ~sqrt(d), float32 within 2e-5 of float64, for Monte Carlo queries (centre + beta z,
+    where the expanded form ||q||^2 + ||c||^2 - 2 q.c would lose every digit) and for
+    far queries."""
     beta = 1e-3
     centres = np.tanh(rng.normal(size=(600, d)) * 2).astype(np.float32)
     near = (centres[:200] + beta * rng.normal(size=(200, d))).astype(np.float32)

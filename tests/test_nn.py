@@ -172,7 +172,8 @@ def test_forward_matches_a_hand_computation():
     gen_state = torch.get_rng_state()
     noisy = net(x)
     torch.set_rng_state(gen_state)
-    draws = [torch.randn(20, 6, dtype=torch.float64), torch.randn(20, 5, dtype=torch.float64)]
+    # The noise is drawn in float32 whatever the dtype, then cast (see GaussianNoise Notes).
+    draws = [torch.randn(20, 6).double(), torch.randn(20, 5).double()]
     torch.testing.assert_close(noisy, by_hand(draws), rtol=0, atol=1e-12)
     assert not torch.allclose(noisy, by_hand(None), rtol=0, atol=1e-6)
     with noise_disabled(net):
@@ -237,13 +238,13 @@ def test_options_and_edge_cases():
     x = torch.randn(4, 3)
     assert torch.equal(plain(x), plain(x))
     with pytest.raises(ValueError, match="no hidden"):
-        plain.beta
+        _ = plain.beta
     # Layers with different beta have no common beta.
     net.noise1.beta = 0.2
     twice = NoisyMLP([3, 5, 5, 2], beta=0.2)
     twice.noise2.beta = 0.3
     with pytest.raises(ValueError, match="different beta"):
-        twice.beta
+        _ = twice.beta
     # A deep copy is an independent, working network.
     clone = copy.deepcopy(twice)
     clone.noise1.beta = 0.7

@@ -73,6 +73,40 @@ def test_shapes_order_and_dtype(dtype, np_dtype):
         assert np.isfinite(out[name]).all()
 
 
+def forward_rounding_bounds(net, x_max, beta):
+    """First-order bounds on |S_l(float32) - S_l(float64)| for a tanh NoisyMLP run with
+    the same weights and the same noise in both dtypes: the float64 run is exact to
+    float32 precision, and the float32 run rounds each dot product of n terms (at most
+    (n + 2) u sum|w t| with the bias), tanh (2 u) and beta z and the sum S + beta z
+    (2 u |t|), and passes on the earlier error through |W| (tanh is 1-Lipschitz);
+    u = 2**-24."""
+    u = np.finfo(np.float32).eps / 2
+    bounds, error, t_max = [], 0.0, x_max
+    for lin in net.linear_layers[:-1]:
+        w = lin.weight.detach().double().abs().numpy()
+        b = lin.bias.detach().double().abs().numpy()
+        row = w.sum(axis=1)
+        error = (row * error).max() + ((w.shape[1] + 2) * u * (row * t_max + b)).max() + 2 * u
+        bounds.append(error)
+        t_max = 1.0 + 6 * beta  # |tanh| <= 1, plus the noise (6 sigma; checked below)
+        error += 2 * u * t_max
+    return bounds
+
+
+def test_float32_and_float64_models_get_the_same_noise_for_the_same_seed():
+    # Before, torch drew float32 and float64 normals with different algorithms, so the two
+    # dtypes sampled different noise from the same seed (differences of order beta).
+    beta = 0.05
+    net = make_net(beta=beta)
+    twin = make_net(beta=beta, dtype=torch.float64)  # the same weights (seed), exactly
+    x = bits(64)
+    single = sample_layers(net, x, repeats=8, rng=3)
+    double = sample_layers(twin, x.astype(np.float64), repeats=8, rng=3)
+    for name, bound in zip(NAMES, forward_rounding_bounds(net, 1.0, beta)):
+        assert np.abs(double[name]).max() <= 1.0 + 6 * beta
+        assert np.abs(single[name] - double[name]).max() <= bound, name
+
+
 def test_first_layer_is_deterministic_and_equals_the_noiseless_computation():
     net = make_net(beta=0.2)
     x = bits(50)
@@ -185,7 +219,8 @@ def test_disabled_noise_layers_are_sampled_but_add_nothing():
     assert not net.noise1.enabled
 
 
-@pytest.mark.parametrize("m, repeats, batch_size, max_rows", [(10, 3, 7, 6), (5, 10, 4, 4), (6, 1, 4096, 6), (4, 5, 5, 5)])
+@pytest.mark.parametrize("m, repeats, batch_size, max_rows",
+                         [(10, 3, 7, 6), (5, 10, 4, 4), (6, 1, 4096, 6), (4, 5, 5, 5)])
 def test_batches_never_exceed_batch_size_and_cover_everything(m, repeats, batch_size, max_rows):
     model = HandBuilt()
     x = np.random.default_rng(0).normal(size=(m, 5))
@@ -255,6 +290,47 @@ def test_tensor_and_array_inputs_agree_and_are_cast_to_the_model_dtype():
 def test_input_errors(inputs, exc, pattern):
     with pytest.raises(exc, match=pattern):
         sample_layers(make_net(), inputs, rng=0)
+
+
+def test_dataset_and_dataloader_inputs_give_the_arrays_samples():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    net = make_net()
+    x = bits(30)
+    expected = sample_layers(net, x, repeats=3, rng=4)
+    labelled = TensorDataset(torch.from_numpy(x), torch.zeros(30, dtype=torch.int64))  # labels: not needed, dropped
+    for given in (labelled, DataLoader(labelled, batch_size=7), DataLoader(TensorDataset(torch.from_numpy(x))),
+                  DataLoader(labelled, batch_size=None)):
+        out = sample_layers(net, given, repeats=3, rng=4)
+        for name in NAMES:
+            np.testing.assert_array_equal(out[name], expected[name])
+    with pytest.raises(ValueError, match="inputs: the DataLoader yielded no data"):
+        sample_layers(net, DataLoader(TensorDataset(torch.zeros(0, 12))), rng=0)
+
+
+def test_input_errors_name_uint8_and_masked_inputs():
+    net = make_net()
+    with pytest.raises(TypeError, match=r"inputs: expected a floating-point array, got dtype uint8.*/ 255"):
+        sample_layers(net, bits(3).astype(np.uint8))
+    with pytest.raises(TypeError, match="inputs: numpy masked arrays are not supported"):
+        sample_layers(net, np.ma.masked_invalid(bits(3)))
+
+
+def test_repeats_are_bounded_and_memory_errors_say_how_much(monkeypatch):
+    from infoflow import sampling
+
+    with pytest.raises(ValueError, match=r"repeats: 3 inputs x 1073741824 repeats = 3221225472 rows of samples per "
+                                         r"layer, more than the maximum of 2\*\*31 = 2147483648"):
+        sample_layers(make_net(), bits(3), repeats=2**30)
+
+    def refuse(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(np, "empty", refuse)
+    captured = [("noise1", torch.zeros(12, 10)), ("noise2", torch.zeros(12, 7))]
+    with pytest.raises(MemoryError, match=r"repeats: the samples of all layers need .* GiB of host memory \(4 inputs x "
+                                          r"3 repeats x 17 units x 4 bytes\); lower repeats or pass fewer inputs"):
+        sampling._result_array(4, 3, 10, np.float32, captured)
 
 
 def test_argument_errors():

@@ -43,10 +43,58 @@ def _torch_module():
     return sys.modules.get("torch")
 
 
+#: What to install for the parts of infoflow that need PyTorch (the ``experiments`` extra
+#: of pyproject.toml: torch and scikit-learn).
+INSTALL_EXPERIMENTS = 'pip install "infoflow[experiments]"'
+
+
+def torch_missing_error(what: str, exc: ModuleNotFoundError) -> ModuleNotFoundError:
+    """The error to raise when importing torch for ``what`` failed with ``exc``.
+
+    When torch itself is missing: a ModuleNotFoundError (``name="torch"``, a subclass of
+    ImportError) whose one-line message says what to install.  Any other missing module
+    (say, one that a broken torch install needs) is returned unchanged, so that its own
+    name is not hidden behind a wrong hint.
+    """
+    if (exc.name or "").split(".")[0] != "torch":
+        return exc
+    return ModuleNotFoundError(f"{what} needs PyTorch (torch), which is not installed; install it with: "
+                               f"{INSTALL_EXPERIMENTS}", name="torch")
+
+
+def host_array(x: Any, name: str) -> np.ndarray | None:
+    """``x`` as a plain numpy.ndarray when it is a numpy array, else None.
+
+    ``numpy.matrix`` and ``numpy.memmap`` are viewed as plain arrays (no copy): their
+    values are the data.  A masked array is a TypeError, because its mask would be
+    ignored (masked entries would still count as data, and their values used); so is any
+    other ndarray subclass, whose extra meaning (units, say) would be dropped silently.
+    """
+    if not isinstance(x, np.ndarray):
+        return None
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name}: numpy masked arrays are not supported: the mask would be ignored, and masked "
+            "entries would still count as data. Drop the masked rows (e.g. "
+            f"{name}[~numpy.ma.getmaskarray({name}).any(axis=-1)].data, or {name}.compressed() for 1-D data) "
+            f"or fill them explicitly ({name}.filled(value)), and pass a plain numpy.ndarray"
+        )
+    if type(x) is np.ndarray:
+        return x
+    if isinstance(x, (np.matrix, np.memmap)):
+        return x.view(np.ndarray)
+    raise TypeError(
+        f"{name}: got a {type(x).__module__}.{type(x).__name__}, a subclass of numpy.ndarray whose extra "
+        f"meaning infoflow would ignore; pass numpy.asarray({name}) if its plain values are what you mean"
+    )
+
+
 def float_array(x: Any, name: str, *, min_ndim: int = 2) -> FloatArray:
     """Validate a float array argument; see the module docstring for the rules."""
     torch = _torch_module()
-    if isinstance(x, np.ndarray):
+    host = host_array(x, name)
+    if host is not None:
+        x = host
         dtype = x.dtype
         if dtype not in FLOAT_DTYPES:
             raise TypeError(
@@ -152,7 +200,9 @@ def centre_weights(weights: Any, centers: FloatArray, name: str = "weights") -> 
     if weights is None:
         return None
     torch = _torch_module()
-    if isinstance(weights, np.ndarray):
+    host = host_array(weights, name)
+    if host is not None:
+        weights = host
         kind = "numpy"
     elif torch is not None and isinstance(weights, torch.Tensor):
         kind = "torch"
@@ -301,7 +351,9 @@ def unit_name(base: Any) -> str:
 
 
 def make_rng(rng: Any) -> np.random.Generator:
-    """SPEC 7: an int seed, a SeedSequence, a numpy Generator, or None (fresh entropy)."""
+    """A numpy Generator from an int seed, a SeedSequence, a Generator, a BitGenerator, or
+    None (fresh entropy), as Scientific Python SPEC 7 recommends
+    (https://scientific-python.org/specs/spec-0007/)."""
     if isinstance(rng, np.random.RandomState):
         raise TypeError("rng: numpy.random.RandomState is not supported; pass a numpy.random.Generator or an int seed")
     if rng is not None and not isinstance(
@@ -321,27 +373,39 @@ def make_rng(rng: Any) -> np.random.Generator:
         raise ValueError(f"rng: {exc}") from None
 
 
-def class_labels(labels: Any, m: int, *, name: str = "labels", rows: str = "samples") -> np.ndarray:
+def class_labels(labels: Any, m: int, *, name: str = "labels", rows: str = "samples",
+                 expr: str | None = None) -> np.ndarray:
     """Integer (or bool) class labels of shape (m,) as a host numpy array.
 
     ``name`` is the argument's name in messages, ``rows`` the argument whose m rows the
-    labels must match.
+    labels must match, and ``expr`` the expression the hints apply methods to (default
+    ``name``).  A 2-D array of shape (m, classes), one-hot or class probabilities, is a
+    ValueError that suggests ``argmax(1)``, whatever its dtype.
     """
+    expr = expr or name
     torch = _torch_module()
-    if isinstance(labels, np.ndarray):
-        values = labels
+    host = host_array(labels, name)
+    if host is not None:
+        values = host
     elif torch is not None and isinstance(labels, torch.Tensor):
-        if labels.dtype.is_floating_point or labels.dtype.is_complex:
-            raise TypeError(f"{name}: expected an integer dtype, got {labels.dtype}; class labels must be "
-                            f"integers (convert explicitly, e.g. {name}.long())")
-        values = labels.detach().cpu().numpy()
+        values = labels
     else:
         raise TypeError(f"{name}: expected a numpy.ndarray or torch.Tensor, got {type(labels).__name__}")
+    shape = tuple(values.shape)
+    if len(shape) == 2 and shape[0] == m and shape[1] > 1:
+        # Checked before the dtype: one-hot rows are often float, and the fix is the same.
+        raise ValueError(f"{name}: expected one class index per row of {rows}, shape ({m},), got shape {shape}: "
+                         f"one-hot or probability rows? pass the class indices, e.g. {expr}.argmax(1)")
+    if host is None:
+        if labels.dtype.is_floating_point or labels.dtype.is_complex:
+            raise TypeError(f"{name}: expected an integer dtype, got {labels.dtype}; class labels must be "
+                            f"integers (convert explicitly, e.g. {expr}.long())")
+        values = labels.detach().cpu().numpy()
     if values.dtype.kind not in "iub":
         raise TypeError(f"{name}: expected an integer dtype, got {values.dtype}; class labels must be "
-                        f"integers (convert explicitly, e.g. {name}.astype(numpy.int64))")
+                        f"integers (convert explicitly, e.g. {expr}.astype(numpy.int64))")
     if values.ndim != 1:
-        hint = f" (use {name}.ravel())" if values.ndim == 2 and 1 in values.shape else ""
+        hint = f" (use {expr}.ravel())" if values.ndim == 2 and 1 in values.shape else ""
         raise ValueError(f"{name}: expected shape ({m},), one label per row of {rows}, "
                          f"got shape {values.shape}{hint}")
     if values.shape[0] != m:

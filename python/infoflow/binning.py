@@ -28,16 +28,19 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ._intake import _torch_module, class_labels, log_of_base, positive_int, positive_real
+from ._intake import _torch_module, class_labels, host_array, log_of_base, positive_int, positive_real
 
-__all__ = ["BinningMI", "binning_mi", "DEFAULT_N_BINS"]
+__all__ = ["BinningMI", "binning_mi", "DEFAULT_N_BINS", "MAX_BINS"]
 
 #: Bins per coordinate when neither ``bin_size`` nor ``n_bins`` is given (the paper's
 #: choice for tanh activations on [-1, 1]).
 DEFAULT_N_BINS = 30
 
-# Largest number of bins per coordinate: bin indices must fit in int64.
-_MAX_BINS = 1 << 62
+#: Largest number of bins per coordinate, 2**53.  A bin index is computed in float64 as
+#: floor((t - low) / w), and float64 holds every integer only up to 2**53: beyond, some
+#: bin indices cannot be represented, neighbouring bins merge, and (past 2**64) the cast
+#: to uint64 overflows, so the estimate would silently be that of coarser bins.
+MAX_BINS = 1 << 53
 
 # Activation elements converted to float64 at a time while binning (64 MiB of float64).
 _CHUNK_ELEMENTS = 1 << 23
@@ -60,7 +63,9 @@ class BinningMI(NamedTuple):
 
 def _activations(x: Any) -> np.ndarray:
     torch = _torch_module()
-    if isinstance(x, np.ndarray):
+    host = host_array(x, "activations")
+    if host is not None:
+        x = host
         if x.dtype.kind != "f":
             raise TypeError(
                 f"activations: expected a floating-point dtype, got {x.dtype}; convert explicitly, "
@@ -109,8 +114,9 @@ def _bin_count(span: float, bin_size: float) -> int:
     """Bins of width ``bin_size`` needed to cover ``span``: ceil(span / bin_size), but a
     ratio within rounding of an integer (2 / 0.1 = 20.000000000000004) counts as that integer."""
     ratio = span / bin_size
-    if not ratio < _MAX_BINS:
-        raise ValueError(f"bin_size: {bin_size!r} is too small for limits of width {span!r} (more than 2**62 bins)")
+    if not ratio <= MAX_BINS:
+        raise ValueError(f"bin_size: {bin_size!r} is too small for limits of width {span!r} (more than "
+                         f"2**53 = {MAX_BINS} bins, beyond which float64 cannot tell neighbouring bins apart)")
     nearest = round(ratio)
     if nearest >= 1 and abs(ratio - nearest) <= 1e-9 * nearest:
         return int(nearest)
@@ -227,10 +233,13 @@ def binning_mi(activations, labels=None, *, bin_size=None, n_bins=None, limits=(
         Class of each input.  Without labels, ``iyt`` is None.
     bin_size : float, optional
         Width of a bin, > 0; the limits are then covered by ceil((high - low) / bin_size)
-        bins starting at ``low``.  At most one of ``bin_size`` and ``n_bins``.
+        bins starting at ``low``, at most 2**53 (see ``n_bins``).  At most one of
+        ``bin_size`` and ``n_bins``.
     n_bins : int, optional
-        Number of bins per coordinate, >= 1.  Default 30 (the paper's choice for tanh)
-        when neither ``bin_size`` nor ``n_bins`` is given.
+        Number of bins per coordinate, 1 <= n_bins <= 2**53 (:data:`MAX_BINS`: bin indices
+        are computed in float64, which represents every integer only up to 2**53).
+        Default 30 (the paper's choice for tanh) when neither ``bin_size`` nor ``n_bins``
+        is given.
     limits : (float, float)
         Range (low, high) divided into bins, low < high.  Default (-1, 1), the range of
         tanh.
@@ -246,12 +255,13 @@ def binning_mi(activations, labels=None, *, bin_size=None, n_bins=None, limits=(
     Raises
     ------
     TypeError
-        ``activations`` not a floating-point numpy array or torch tensor; ``labels`` not
-        an integer array; ``bin_size``, ``n_bins``, ``limits`` or ``base`` of the wrong type.
+        ``activations`` not a floating-point numpy array or torch tensor (masked arrays
+        included); ``labels`` not an integer array; ``bin_size``, ``n_bins``, ``limits`` or ``base`` of the wrong type.
     ValueError
         ``activations`` not 2-D, empty, or containing NaN or infinity; ``labels`` not of
         shape (m,); both ``bin_size`` and ``n_bins`` given; ``bin_size <= 0``;
-        ``n_bins < 1``; ``limits`` not finite with low < high; ``base`` <= 0 or 1.
+        ``n_bins < 1``; more than 2**53 bins (``n_bins``, or ``bin_size`` too small for the
+        limits); ``limits`` not finite with low < high; ``base`` <= 0 or 1.
 
     Examples
     --------
@@ -274,6 +284,9 @@ def binning_mi(activations, labels=None, *, bin_size=None, n_bins=None, limits=(
         count = positive_int(n_bins, "n_bins")
         if count is None:
             count = DEFAULT_N_BINS
+        if count > MAX_BINS:
+            raise ValueError(f"n_bins: {count} is more than 2**53 = {MAX_BINS} bins per coordinate, beyond "
+                             "which float64 cannot tell neighbouring bins apart")
         width = (high - low) / count
 
     idx = _bin_indices(act, low, width, count)

@@ -305,10 +305,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("--beta is required (the noise standard deviation), or use --demo")
             args.beta = 0.5
         return args.run(args)
-    except (TypeError, ValueError, OSError) as exc:
+    except (TypeError, ValueError, OSError, ImportError) as exc:
         # User errors: validation (TypeError/ValueError naming the argument), unreadable
-        # files and refused overwrites (OSError).  One line, no usage dump: the message
-        # says what to change.
+        # files and refused overwrites (OSError), a missing optional dependency
+        # (ImportError: the message says what to install).  One line, no usage dump: the
+        # message says what to change.
         print(f"{command}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

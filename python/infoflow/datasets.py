@@ -93,6 +93,9 @@ def szt_labels(x) -> np.ndarray:
         row), else 0.  Computed in float64 through the Gram matrix:
         ``||sum_i x_i v_i||^2 = x^T G x``.
     """
+    from ._intake import host_array
+
+    host_array(x, "x")  # a masked array's mask would be dropped
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != _N_BITS:
         raise ValueError(f"x: expected shape (m, {_N_BITS}), got {x.shape}")

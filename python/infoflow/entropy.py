@@ -8,6 +8,7 @@ the counts of repeated samples).
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -29,13 +30,20 @@ from ._intake import (
 from .density import log_gaussian_normaliser, log_total_weight
 from .estimate import Bounds, Estimate, as_result
 
-__all__ = ["noise_entropy", "mixture_entropy", "mixture_entropy_bounds", "default_mc_samples"]
+__all__ = ["noise_entropy", "mixture_entropy", "mixture_entropy_bounds", "default_mc_samples", "MAX_MC_QUERIES"]
 
 #: Monte Carlo queries per mixture that the default ``mc_samples`` aims for.
 DEFAULT_MC_QUERIES = 65536
 
-# Query coordinates generated per kernel call: bounds the memory of the noise (32 MiB of
-# float32) whatever n, K and the batch size.
+#: The most Monte Carlo queries one estimate may ask for, summed over its batch of
+#: mixtures: 2**31.  Each query costs at least one kernel pass over its near centres, so
+#: this is hours of work on a few cores; a larger ``mc_samples`` or ``mc_queries`` is
+#: rejected up front rather than left to run for days (2**40) or to fill the memory with
+#: its list of chunks (2**62).
+MAX_MC_QUERIES = 1 << 31
+
+# Query coordinates generated per kernel call: bounds the memory of the noise (64 MiB of
+# float64 draws and their cast) whatever n, K and the batch size.
 _CHUNK_ELEMENTS = 1 << 23
 
 
@@ -223,6 +231,14 @@ def _chunks(batch: int, rows: int, dim: int):
                 yield b, b + 1, r0, min(rows, r0 + step)
 
 
+def _chunk_count(batch: int, rows: int, dim: int) -> int:
+    """How many ranges :func:`_chunks` yields."""
+    per_batch = rows * dim
+    if per_batch <= _CHUNK_ELEMENTS:
+        return -(-batch // max(1, _CHUNK_ELEMENTS // per_batch))
+    return batch * -(-rows // max(1, _CHUNK_ELEMENTS // dim))
+
+
 def _monte_carlo_queries(centers: FloatArray, b0, b1, owner: np.ndarray, beta, noise):
     """q = s_j + beta * z for each query's centre j: owner[r] (shared by the batch rows
     b0..b1) or owner[b, r] (one per batch row)."""
@@ -249,15 +265,25 @@ class _QueryPlan:
       times; query r belongs to centre r // K.
     - ``subset`` (equal weights, more centres than the budget): a uniform random subset
       of each mixture's centres, without replacement, one query each.
-    - ``iid`` (weighted): centres drawn independently with probability w_j / W.
+    - ``iid`` (weighted): centres drawn independently with probability w_j / W.  The
+      uniforms that pick them are drawn chunk by chunk, in the order the chunks are asked
+      for (which must be the order of :func:`_chunks`), from ``uniforms``.
     """
 
-    def __init__(self, design: str, count: int, owner: np.ndarray | None = None, k: int = 1):
+    def __init__(self, design: str, count: int, owner: np.ndarray | None = None, k: int = 1,
+                 uniforms: np.random.Generator | None = None, cdf: np.ndarray | None = None,
+                 last_positive: np.ndarray | None = None):
         self.design, self.count, self.owner, self.k = design, count, owner, k
+        self.uniforms, self.cdf, self.last_positive = uniforms, cdf, last_positive
 
     def owners(self, b0: int, b1: int, r0: int, r1: int) -> np.ndarray:
         if self.design == "stratified":
             return np.arange(r0, r1, dtype=np.int64) // self.k
+        if self.design == "iid":
+            u = self.uniforms.random((b1 - b0, r1 - r0)) * self.cdf[b0:b1, -1:]
+            owner = np.stack([np.searchsorted(self.cdf[b], u[b - b0], side="right") for b in range(b0, b1)])
+            # u * W may round up to W: the last centre of positive weight takes it.
+            return np.minimum(owner, self.last_positive[b0:b1, None]).astype(np.int64)
         if self.owner.ndim == 1:
             return self.owner[r0:r1]
         return self.owner[b0:b1, r0:r1]
@@ -273,17 +299,48 @@ def monte_carlo_queries(n: int, k: int | None = None, n_queries: int | None = No
     return target if target < n else n * math.ceil(target / n)
 
 
+def planned_queries(n: int, k: int | None, n_queries: int | None, weighted: bool = False) -> int:
+    """The Monte Carlo queries of one mixture of n centres (see :class:`_QueryPlan`)."""
+    if weighted:
+        return n * k if k is not None else (n_queries or DEFAULT_MC_QUERIES)
+    return monte_carlo_queries(n, k, n_queries)
+
+
+def check_query_budget(total: int, k: int | None, n_queries: int | None, what: str = "") -> None:
+    """ValueError, naming the budget argument, when ``total`` queries exceed :data:`MAX_MC_QUERIES`.
+
+    ``what`` says where the queries go (e.g. ``" for h(T) of 4096 centres"``)."""
+    if total <= MAX_MC_QUERIES:
+        return
+    if k is not None:
+        name, value = "mc_samples", k
+    elif n_queries is not None:
+        name, value = "mc_queries", n_queries
+    else:
+        name, value = "mc_queries", None
+    given = f"{name}={value}" if value is not None else f"the default of {DEFAULT_MC_QUERIES} queries per mixture"
+    raise ValueError(f"{name}: {given} asks for {total} Monte Carlo queries{what}, more than the maximum of "
+                     f"2**31 = {MAX_MC_QUERIES} per estimate; lower {name} (or split the batch)")
+
+
 def _query_plan(n: int, weights: np.ndarray | None, k: int | None, n_queries: int | None,
                 generator: np.random.Generator, batch: int) -> _QueryPlan:
     """The design of the Monte Carlo queries (see _QueryPlan); draws what it needs from ``generator``."""
     if weights is not None:
-        count = n * k if k is not None else (n_queries or DEFAULT_MC_QUERIES)
+        count = planned_queries(n, k, n_queries, weighted=True)
+        # The uniforms that pick the centres come first in the stream, batch-major, before
+        # any noise, as if drawn as one (batch, count) array; so that they need not be held
+        # at once, a copy of the generator draws them chunk by chunk, and ``generator``
+        # skips past them here (drawing and dropping them piecewise: the same numbers).
+        uniforms = copy.deepcopy(generator)
+        left = weights.shape[0] * count
+        while left:
+            step = min(left, _CHUNK_ELEMENTS)
+            generator.random(step)
+            left -= step
         cdf = np.cumsum(weights.astype(np.float64), axis=-1)
-        u = generator.random((weights.shape[0], count)) * cdf[:, -1:]
-        owner = np.stack([np.searchsorted(cdf[b], u[b], side="right") for b in range(weights.shape[0])])
-        # u * W may round up to W: the last centre of positive weight takes it.
         last_positive = n - 1 - np.argmax(weights[:, ::-1] > 0, axis=-1)
-        return _QueryPlan("iid", count, np.minimum(owner, last_positive[:, None]).astype(np.int64))
+        return _QueryPlan("iid", count, uniforms=uniforms, cdf=cdf, last_positive=last_positive)
     count = monte_carlo_queries(n, k, n_queries)
     if count >= n:
         return _QueryPlan("stratified", count, k=count // n)
@@ -317,6 +374,8 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
     the caller's tensors through autograd instead, on the same queries."""
     batch, n, d = c3.shape
     host_weights = None if weights is None else _backend.to_numpy(weights.data)
+    check_query_budget(batch * planned_queries(n, k, n_queries, weights is not None), k, n_queries,
+                       f" ({batch} mixture(s) of {n} centres)")
     plan = _query_plan(n, host_weights, k, n_queries, generator, batch)
     log_weight = log_total_weight(weights, n)
     log_total = log_gaussian_normaliser(d, beta) + log_weight
@@ -330,13 +389,21 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
         # 0 for a query deep inside its own component (see _cross_fitted).
         baseline = noise_entropy(d, beta) + (
             np.full(batch, math.log(n)) if h_w is None else h_w)
-    chunks = list(_chunks(batch, plan.count, d))
-    if progress and len(chunks) > 1:
+    # A generator of ranges, not a list: its length grows with the budget.
+    chunks = _chunks(batch, plan.count, d)
+    n_chunks = _chunk_count(batch, plan.count, d)
+    if progress and n_chunks > 1:
         from tqdm.auto import tqdm
 
-        chunks = tqdm(chunks, desc="mixture entropy", unit="chunk")
+        chunks = tqdm(chunks, total=n_chunks, desc="mixture entropy", unit="chunk")
     for b0, b1, r0, r1 in chunks:
-        noise = generator.standard_normal((b1 - b0, r1 - r0, d), dtype=c3.dtype)
+        # Drawn in float64 whatever the data's dtype, then cast: numpy's float32 normals
+        # come from another algorithm, and the same seed must give the same draws (and
+        # float32 and float64 data the same estimate up to float32 rounding).
+        # ``draws`` (float64, exactly standard normal) serve the control variate; ``noise``,
+        # in the data's dtype, everything that builds the queries.
+        draws = generator.standard_normal((b1 - b0, r1 - r0, d))
+        noise = draws.astype(c3.dtype, copy=False)
         owner = plan.owners(b0, b1, r0, r1)
         queries = _monte_carlo_queries(c3, b0, b1, owner, beta, noise)
         centres_block = FloatArray(c3.data[b0:b1], c3.kind, c3.device, c3.dtype, (b1 - b0, n, d))
@@ -357,7 +424,7 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
         if plain:
             moments.update(b0, b1, terms)
             continue
-        cv = _control_variate(noise, owner, log_p, h_w, b0, b1)
+        cv = _control_variate(draws, owner, log_p, h_w, b0, b1)
         residual = terms - cv - baseline[b0:b1, None]
         for parity, half in enumerate(halves):
             cols = slice((parity - r0) % 2, None, 2)  # global query index r = r0 + column
@@ -421,12 +488,16 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
         65536, that is K = :func:`default_mc_samples` (n) per centre when n <= 65536
         (K = 16 for n = 4096) and a random subset of 65536 centres beyond that, so the
         cost grows with n (the kernel's pruning) rather than with n^2.  The standard
-        error falls as 1/sqrt(N).
+        error falls as 1/sqrt(N).  At most 2**31 = 2147483648 queries in all, summed over
+        the batch (:data:`MAX_MC_QUERIES`); a larger budget is a ValueError, raised
+        before any work.
     base : float, optional
         Logarithm base of the result: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
-        Source of the Gaussian draws and of the choice of centres (SPEC 7).  The same seed
-        gives the same value, on any device and whatever the batch chunking.
+        Source of the Gaussian draws and of the choice of centres (Scientific Python
+        SPEC 7, https://scientific-python.org/specs/spec-0007/).  The same seed gives the same
+        value, on any device, whatever the batch chunking and, up to float32 rounding,
+        whatever the dtype.
     num_threads : int, optional
         CPU threads for the kernel (default: all).
     progress : bool

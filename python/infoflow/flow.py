@@ -33,12 +33,27 @@ from typing import Any
 
 import numpy as np
 
-from ._intake import class_labels, log_of_base, make_rng, monte_carlo_budget, positive_int, thread_count, unit_name
+from ._intake import (
+    class_labels,
+    log_of_base,
+    make_rng,
+    monte_carlo_budget,
+    positive_int,
+    thread_count,
+    torch_missing_error,
+    unit_name,
+)
+
+try:
+    import torch  # noqa: F401  (the models measured here are torch models)
+except ModuleNotFoundError as _exc:
+    raise torch_missing_error("infoflow.flow (information_flow, InformationPlane)", _exc) from None
+
 from ._output import check_new_files, new_figure, save_figure, write_csv, write_header_csv, write_json
 from .estimate import RConvergence
-from .mutual_information import layer_information, warn_if_unconverged
+from .mutual_information import check_layer_budget, layer_information, warn_if_unconverged
 from .nn import named_noise_modules
-from .sampling import sample_layers
+from .sampling import _check_inputs, _is_dataset, _sample_layers, check_sample_rows, dataset_arrays
 
 __all__ = [
     "LayerInformation",
@@ -62,6 +77,10 @@ CONVERGENCE_FIELDS = ("repeats", "r_half", "r_quarter", "ixt_r_half", "ixt_r_hal
 
 #: The columns of :attr:`InformationPlane.history`, in order.
 HISTORY_FIELDS = ("epoch", "layer", "width", "ixt", "ixt_stderr", "iyt", "iyt_stderr", "unit") + CONVERGENCE_FIELDS
+
+#: The most epochs a log-spaced schedule may have (``n_points``), 2**16: each is a full
+#: :func:`information_flow`, and a schedule is built as a list.
+MAX_POINTS = 1 << 16
 
 # Relative tolerance when comparing an explicit beta with the modules' beta: a beta that
 # went through float32 or a text file should still count as the same noise level.
@@ -285,13 +304,26 @@ def _noise_beta(model, beta) -> float:
     return model_beta
 
 
-def _n_inputs(x) -> int:
-    shape = getattr(x, "shape", None)
-    if shape is None:
-        raise TypeError(f"x: expected a numpy.ndarray or torch.Tensor, got {type(x).__name__}")
-    if len(shape) == 0:
-        raise ValueError("x: expected shape (m, ...) with one row per input, got a 0-d array")
-    return int(shape[0])
+def _inputs_and_labels(x, y) -> tuple[Any, np.ndarray]:
+    """The inputs, validated as :func:`~infoflow.sampling.sample_layers` does (errors name
+    ``x``), and the integer labels (errors name ``y``).  A torch ``Dataset`` or
+    ``DataLoader`` ``x`` is iterated once for both (see
+    :func:`~infoflow.sampling.dataset_arrays`)."""
+    from_batches = None
+    if _is_dataset(x):
+        kind = type(x).__name__
+        x, from_batches = dataset_arrays(x, "x")
+        if from_batches is not None and y is not None:
+            # A shuffling loader would give its inputs in another order than a separate y.
+            raise ValueError(f"y: x is a {kind} whose batches carry labels; pass y=None to use them")
+    x = _check_inputs(x, "x")
+    m = int(x.shape[0])
+    if from_batches is not None:
+        return x, class_labels(from_batches, m, name="y (the labels in x's batches)", rows="x", expr="y")
+    if y is None:
+        raise TypeError("y: expected the labels, an integer array with one entry per row of x (y may be omitted "
+                        "only when x is a torch Dataset or DataLoader whose batches carry the labels)")
+    return x, class_labels(y, m, name="y", rows="x")
 
 
 def _eval_mode(model):
@@ -330,7 +362,7 @@ def _collapse_deterministic(samples: np.ndarray, beta: float) -> np.ndarray:
     return samples
 
 
-def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_queries=None, max_centers=None,
+def information_flow(model, x, y=None, beta=None, *, repeats=8, mc_samples=None, mc_queries=None, max_centers=None,
                      batch_size=65536, base=None, rng=None, num_threads=None, convergence=True,
                      progress=False) -> InformationFlow:
     r""":math:`I(X;T_\ell)` and :math:`I(Y;T_\ell)` for every noisy layer of a model.
@@ -351,11 +383,15 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
         ``beta`` (e.g. a :class:`~infoflow.nn.NoisyMLP`).  It is run in ``eval()`` mode
         (each submodule's mode is restored afterwards), so that dropout or batch norm
         behave as at test time; ``GaussianNoise`` adds its noise in both modes.
-    x : numpy.ndarray or torch.Tensor, shape (m, ...)
+    x : numpy.ndarray or torch.Tensor, shape (m, ...), or torch Dataset or DataLoader
         The inputs, floating point (see ``sample_layers``).  Use the whole dataset: X is
-        uniform over these rows, so I(X;T) <= ln m.
-    y : numpy.ndarray or torch.Tensor of integers, shape (m,)
-        The label of each input.
+        uniform over these rows, so I(X;T) <= ln m.  A ``Dataset`` or ``DataLoader`` is
+        iterated once (:func:`~infoflow.sampling.dataset_arrays`): its batches' first
+        entries are the inputs and their second entries, when present, the labels.
+    y : numpy.ndarray or torch.Tensor of integers, shape (m,), optional
+        The class index of each input (for one-hot rows pass ``y.argmax(1)``).  Required
+        unless ``x`` is a Dataset or DataLoader whose batches carry the labels (then it
+        must be None).
     beta : float, optional
         Noise standard deviation, in activation units.  None (default) reads it from the
         model's ``GaussianNoise`` modules.  An explicit value must equal theirs (relative
@@ -364,7 +400,7 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
         mix two channels.  To study another noise level, set the modules' ``beta``.
     repeats : int, keyword-only
         R >= 1, samples of :math:`S_\ell` per input for the conditional entropies
-        :math:`h(T_\ell | X = x_i)` (default 8).  More repeats reduce the (downward)
+        :math:`h(T_\ell | X = x_i)` (default 8), with m R <= 2**31.  More repeats reduce the (downward)
         plug-in bias of the conditional entropies, which biases I(X;T) upward in layers
         after the first.  At small beta the kernel's pruning makes the cost grow about
         linearly with m R (the paper's R = 1000 on 4096 inputs takes seconds per layer).
@@ -372,7 +408,9 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
         K, Monte Carlo draws per mixture centre for every entropy (default: the query
         budget ``mc_queries`` instead, see ``mi_xt``).
     mc_queries : int, optional
-        Monte Carlo queries for h(T), and in total for the conditional terms (default 65536).
+        Monte Carlo queries for h(T), and in total for the conditional terms (default
+        65536).  A budget (``mc_samples`` or ``mc_queries``) that asks for more than 2**31
+        queries for any term is a ValueError, raised before sampling.
     max_centers : int, optional
         Estimate h(T) (and each class's entropy for I(Y;T)) from a random subset of at
         most this many of the m R samples (default: all).  Faster, but a subset of a
@@ -383,9 +421,10 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
     base : float, optional
         Logarithm base of the results: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
-        The one source of randomness (SPEC 7): it seeds the network's noise during
-        sampling and then drives every estimator call, in layer order.  The same seed
-        reproduces the result exactly.
+        The one source of randomness (Scientific Python SPEC 7,
+        https://scientific-python.org/specs/spec-0007/): it seeds the network's noise during sampling
+        and then drives every estimator call, in layer order.  The same seed reproduces
+        the result exactly.
     num_threads : int, optional
         CPU threads for the estimation kernels (default: all).
     convergence : bool
@@ -447,11 +486,13 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     beta = _noise_beta(model, beta)
-    m = _n_inputs(x)
-    labels = class_labels(y, m, name="y", rows="x")
+    x, labels = _inputs_and_labels(x, y)
+    m = int(x.shape[0])
     n_rep = positive_int(repeats, "repeats", allow_none=False)
     # Validate the estimator options now, before the sampling pass spends any time.
-    monte_carlo_budget(mc_samples, mc_queries)
+    check_sample_rows(m, n_rep)
+    k, queries = monte_carlo_budget(mc_samples, mc_queries)
+    check_layer_budget(m, n_rep, k, queries)
     positive_int(max_centers, "max_centers")
     thread_count(num_threads)
     log_of_base(base)
@@ -459,7 +500,7 @@ def information_flow(model, x, y, beta=None, *, repeats=8, mc_samples=None, mc_q
 
     restore = _eval_mode(model)
     try:
-        samples = sample_layers(model, x, repeats=n_rep, batch_size=batch_size, rng=generator)
+        samples = _sample_layers(model, x, "x", repeats=n_rep, batch_size=batch_size, rng=generator)
     finally:
         restore()
 
@@ -509,8 +550,9 @@ def log_spaced_epochs(max_epoch: int, n_points: int = 20) -> list[int]:
     max_epoch : int
         The last epoch, >= 0.
     n_points : int
-        The number of epochs, >= 2 (>= 1 when ``max_epoch`` is 0).  When it exceeds
-        ``max_epoch + 1``, every epoch 0..max_epoch is returned.
+        The number of epochs, >= 2 (>= 1 when ``max_epoch`` is 0) and at most 2**16
+        (:data:`MAX_POINTS`).  When it exceeds ``max_epoch + 1``, every epoch
+        0..max_epoch is returned.
 
     Returns
     -------
@@ -526,6 +568,9 @@ def log_spaced_epochs(max_epoch: int, n_points: int = 20) -> list[int]:
     """
     max_epoch = _non_negative_int(max_epoch, "max_epoch")
     n_points = positive_int(n_points, "n_points", allow_none=False)
+    if n_points > MAX_POINTS:
+        raise ValueError(f"n_points: {n_points} is more than the maximum of 2**16 = {MAX_POINTS} epochs to record "
+                         "(each record is a full information_flow)")
     if max_epoch == 0:
         return [0]
     if n_points < 2:
@@ -584,9 +629,10 @@ class InformationPlane:
     model : torch.nn.Module
         The model being trained; measured in place at each recorded epoch (see
         :func:`information_flow` for the requirements).
-    x, y : arrays
+    x, y : arrays, or a torch Dataset or DataLoader and None
         The inputs and integer labels over which X and Y are uniform (use the whole
-        dataset, not only the training split).
+        dataset, not only the training split), as for :func:`information_flow`; a
+        ``Dataset`` or ``DataLoader`` is iterated once, here.
     beta : float, optional
         Must equal the model's noise std if given (default: read from the model).
     epochs : sequence of int, optional
@@ -634,7 +680,7 @@ class InformationPlane:
     >>> plane.plot("out/run1.png")  # doctest: +SKIP
     """
 
-    def __init__(self, model, x, y, *, beta=None, epochs=None, max_epoch=None, n_points=20,
+    def __init__(self, model, x, y=None, *, beta=None, epochs=None, max_epoch=None, n_points=20,
                  repeats=8, mc_samples=None, mc_queries=None, max_centers=None, rng=None, progress=False,
                  num_threads=None, convergence=True):
         import torch.nn as nn
@@ -642,8 +688,8 @@ class InformationPlane:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
         self.beta = _noise_beta(model, beta)  # fail now rather than at the first record
-        self.n_inputs = _n_inputs(x)
-        labels = class_labels(y, self.n_inputs, name="y", rows="x")
+        x, labels = _inputs_and_labels(x, y)
+        self.n_inputs = int(x.shape[0])
         if (epochs is None) == (max_epoch is None):
             raise ValueError("epochs, max_epoch: give exactly one (an explicit list, or the last epoch "
                              "of a log-spaced schedule)")
@@ -652,7 +698,10 @@ class InformationPlane:
         self.label_entropy = _label_entropy(labels)
         self.input_entropy = _input_entropy(x)
         k, queries = monte_carlo_budget(mc_samples, mc_queries)
-        self.options = dict(repeats=positive_int(repeats, "repeats", allow_none=False),
+        n_rep = positive_int(repeats, "repeats", allow_none=False)
+        check_sample_rows(self.n_inputs, n_rep)
+        check_layer_budget(self.n_inputs, n_rep, k, queries)
+        self.options = dict(repeats=n_rep,
                             mc_samples=k, mc_queries=queries,
                             max_centers=positive_int(max_centers, "max_centers"),
                             num_threads=thread_count(num_threads),

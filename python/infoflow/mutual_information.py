@@ -36,10 +36,10 @@ from ._intake import (
     thread_count,
     unit_name,
 )
-from .entropy import DEFAULT_MC_QUERIES, entropy_nats, noise_entropy
+from .entropy import DEFAULT_MC_QUERIES, check_query_budget, entropy_nats, noise_entropy, planned_queries
 from .estimate import R_SHIFT_TOLERANCE, Estimate, RConvergence, RConvergenceWarning
 
-__all__ = ["mi_xt", "mi_yt", "layer_information", "repeat_levels"]
+__all__ = ["mi_xt", "mi_yt", "layer_information", "repeat_levels", "check_layer_budget"]
 
 # Pooled samples from this many on are put in spatial order once per layer (below, the
 # kernel's own ordering of each mixture costs next to nothing).
@@ -295,6 +295,18 @@ def _estimates(layer: _Layer, labels: np.ndarray, which: tuple[str, ...], base, 
     return results
 
 
+def check_layer_budget(m: int, r: int, k: int | None, queries: int | None) -> None:
+    """ValueError, before any work, when the Monte Carlo budget of one layer of m inputs
+    with R samples each asks for more than :data:`~infoflow.entropy.MAX_MC_QUERIES`
+    queries for h(T) or for the conditional entropies given X (those given Y take about
+    as many as h(T); each call checks its own again)."""
+    check_query_budget(planned_queries(m * r, k, queries), k, queries, f" for h(T) of {m * r} pooled samples")
+    if r > 1 and m > 1:
+        share = None if k is not None else max(2, math.ceil((queries or DEFAULT_MC_QUERIES) / m))
+        check_query_budget(m * planned_queries(r, k, share), k, queries,
+                           f" for the {m} conditional entropies h(T | X = x) of {r} samples each")
+
+
 def _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_threads, *, ndims, hint) -> _Layer:
     """Validate the common arguments once and return the layer's term calculator."""
     arr = _samples(samples, ndims, hint)
@@ -302,6 +314,7 @@ def _layer(samples, beta, mc_samples, mc_queries, max_centers, base, rng, num_th
         arr = _stack(arr, arr.data[:, None, :])
     beta = beta_for_dtype(beta, arr.dtype, noisy=True)
     k_user, queries = monte_carlo_budget(mc_samples, mc_queries)
+    check_layer_budget(arr.shape[0], arr.shape[1], k_user, queries)
     max_centers = positive_int(max_centers, "max_centers")
     log_of_base(base)
     threads = thread_count(num_threads)
@@ -426,7 +439,9 @@ def mi_xt(samples, beta, *, mc_samples=None, mc_queries=None, max_centers=None, 
         centre when m*R is smaller, else a uniform random subset of the centres, see
         :func:`~infoflow.mixture_entropy`), and the m conditional entropies share as many
         in total, ``ceil(mc_queries / m)`` each, so that the Monte Carlo error of the
-        conditional part is about that of h(T) however large R is.
+        conditional part is about that of h(T) however large R is.  A budget that asks
+        for more than 2**31 queries for h(T) or for the conditional terms
+        (:data:`~infoflow.entropy.MAX_MC_QUERIES`) is a ValueError, before any work.
     max_centers : int, optional
         Estimate h(T) from a random subset of at most this many of the m*R pooled
         centres, drawn without replacement with ``rng`` (default: all).  Rarely needed
@@ -436,8 +451,9 @@ def mi_xt(samples, beta, *, mc_samples=None, mc_queries=None, max_centers=None, 
     base : float, optional
         Logarithm base of the result: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
-        The one source of randomness (the subsets and every Monte Carlo draw), SPEC 7:
-        the same seed reproduces the result exactly.
+        The one source of randomness (the subsets and every Monte Carlo draw; Scientific
+        Python SPEC 7, https://scientific-python.org/specs/spec-0007/): the same seed
+        reproduces the result exactly.
     num_threads : int, optional
         CPU threads for the kernel (default: all).
     convergence : bool
@@ -529,7 +545,7 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_center
     mc_queries : int, optional
         The Monte Carlo budget in queries (default 65536): h(T) gets this many, and the
         classes share as many in total, in proportion to their frequencies (see
-        :func:`mi_xt`).
+        :func:`mi_xt`).  At most 2**31 queries for any term (as in :func:`mi_xt`).
     max_centers : int, optional
         Estimate h(T), and each class's entropy, from a random subset of at most this
         many of its pooled centres, drawn without replacement with ``rng`` (default:
@@ -537,8 +553,9 @@ def mi_yt(samples, labels, beta, *, mc_samples=None, mc_queries=None, max_center
     base : float, optional
         Logarithm base of the result: None (default) for nats, 2 for bits.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
-        The one source of randomness (the subsets and every Monte Carlo draw), SPEC 7:
-        the same seed reproduces the result exactly.
+        The one source of randomness (the subsets and every Monte Carlo draw; Scientific
+        Python SPEC 7, https://scientific-python.org/specs/spec-0007/): the same seed
+        reproduces the result exactly.
     num_threads : int, optional
         CPU threads for the kernel (default: all).
     convergence : bool

@@ -9,46 +9,124 @@ passes of any PyTorch model that contains :class:`infoflow.nn.GaussianNoise` mod
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-from torch import nn
+from collections.abc import Mapping
 
-from ._intake import make_rng, positive_int
+import numpy as np
+
+from ._intake import host_array, make_rng, positive_int, torch_missing_error
+
+try:
+    import torch
+    from torch import nn
+except ModuleNotFoundError as _exc:
+    raise torch_missing_error("infoflow.sampling (sample_layers)", _exc) from None
+
 from .nn import named_noise_modules
 
-__all__ = ["sample_layers"]
+__all__ = ["sample_layers", "dataset_arrays"]
+
+#: The most rows of samples per layer (m inputs times R repeats) that one call may ask for, 2**31.
+MAX_SAMPLE_ROWS = 1 << 31
+
+# Rows per batch when iterating a Dataset (a DataLoader is iterated as it is).
+_DATASET_BATCH = 4096
 
 
-def _check_inputs(inputs):
-    """Validate ``inputs``: a float numpy array or tensor of shape (m, ...), m >= 1, finite."""
-    if isinstance(inputs, np.ndarray):
+def _is_dataset(x) -> bool:
+    from torch.utils.data import DataLoader, Dataset
+
+    return isinstance(x, (DataLoader, Dataset))
+
+
+def dataset_arrays(data, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The inputs and labels of a torch ``Dataset`` or ``DataLoader``, iterated once.
+
+    A ``Dataset`` is read in order (a ``DataLoader`` without shuffling, batches of
+    4096); a ``DataLoader`` is iterated as it is, so a shuffling or sampling loader gives
+    its inputs in its own order (with their labels: they stay paired), and ``drop_last``
+    drops what it drops.  Each batch is a tensor of inputs, or a tuple or list whose
+    first entry holds the inputs and second (when there is one) the labels; further
+    entries are ignored.  Returns the concatenated inputs and labels (None when the
+    batches carry none).
+    """
+    from torch.utils.data import DataLoader
+
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=_DATASET_BATCH, shuffle=False)
+    unbatched = isinstance(data, DataLoader) and data.batch_size is None and data.batch_sampler is None
+    inputs, labels = [], []
+    for index, batch in enumerate(loader):
+        if isinstance(batch, Mapping):
+            raise TypeError(f"{name}: its batches are dicts (keys {sorted(batch)[:5]}); pass the inputs as an array "
+                            "or tensor instead (and the labels as y)")
+        if isinstance(batch, (tuple, list)):
+            if not batch:
+                raise ValueError(f"{name}: batch {index} is empty")
+            features, label = batch[0], batch[1] if len(batch) > 1 else None
+        else:
+            features, label = batch, None
+        if (label is None) != (not labels) and index > 0:
+            raise ValueError(f"{name}: some batches carry labels and some do not")
+        inputs.append(torch.as_tensor(features))
+        if label is not None:
+            labels.append(torch.as_tensor(label))
+    if not inputs:
+        raise ValueError(f"{name}: the {type(data).__name__} yielded no data")
+    join = torch.stack if unbatched else torch.cat
+    try:
+        x = join(inputs)
+        y = join(labels) if labels else None
+    except RuntimeError as exc:
+        raise ValueError(f"{name}: its batches do not stack into one array ({exc})") from None
+    return x, y
+
+
+def _check_inputs(inputs, name: str = "inputs"):
+    """Validate ``inputs``: a float numpy array or tensor of shape (m, ...), m >= 1, finite.
+
+    ``name`` is the argument's name in messages (``x`` for :func:`~infoflow.information_flow`).
+    """
+    host = host_array(inputs, name)
+    if host is not None:
+        inputs = host
         if inputs.dtype.kind != "f":
             raise TypeError(
-                f"inputs: expected a floating-point array, got dtype {inputs.dtype}; integer and "
-                "boolean inputs are not cast silently, convert explicitly, e.g. inputs.astype(numpy.float32)"
+                f"{name}: expected a floating-point array, got dtype {inputs.dtype}; integer and "
+                f"boolean inputs are not cast silently, convert explicitly, e.g. {name}.astype(numpy.float32)"
+                + (f" (or {name}.astype(numpy.float32) / 255 for 8-bit images, if the model expects [0, 1])"
+                   if inputs.dtype == np.uint8 else "")
             )
         if not inputs.dtype.isnative:
             inputs = inputs.astype(inputs.dtype.newbyteorder("="))
     elif isinstance(inputs, torch.Tensor):
         if not inputs.is_floating_point():
             raise TypeError(
-                f"inputs: expected a floating-point tensor, got {inputs.dtype}; integer and boolean "
-                "inputs are not cast silently, convert explicitly, e.g. inputs.float()"
+                f"{name}: expected a floating-point tensor, got {inputs.dtype}; integer and boolean "
+                f"inputs are not cast silently, convert explicitly, e.g. {name}.float()"
+                + (f" (or {name}.float() / 255 for 8-bit images, if the model expects [0, 1])"
+                   if inputs.dtype == torch.uint8 else "")
             )
         inputs = inputs.detach()
     else:
-        raise TypeError(f"inputs: expected a numpy.ndarray or torch.Tensor, got {type(inputs).__name__}")
+        raise TypeError(f"{name}: expected a numpy.ndarray or torch.Tensor, got {type(inputs).__name__} "
+                        "(a torch Dataset or DataLoader of the inputs works too)")
     shape = tuple(inputs.shape)
     if len(shape) == 0:
-        raise ValueError("inputs: expected shape (m, ...) with one row per input, got a 0-d array")
+        raise ValueError(f"{name}: expected shape (m, ...) with one row per input, got a 0-d array")
     if shape[0] == 0:
-        raise ValueError(f"inputs: no inputs (the leading dimension is 0), shape {shape}")
+        raise ValueError(f"{name}: no inputs (the leading dimension is 0), shape {shape}")
     if any(s == 0 for s in shape):
-        raise ValueError(f"inputs: empty input, shape {shape}")
+        raise ValueError(f"{name}: empty input, shape {shape}")
     finite = bool(np.isfinite(inputs).all()) if isinstance(inputs, np.ndarray) else bool(torch.isfinite(inputs).all())
     if not finite:
-        raise ValueError("inputs: contains NaN or infinity")
+        raise ValueError(f"{name}: contains NaN or infinity")
     return inputs
+
+
+def check_sample_rows(m: int, repeats: int) -> None:
+    """ValueError naming ``repeats`` when m * R exceeds :data:`MAX_SAMPLE_ROWS`."""
+    if m * repeats > MAX_SAMPLE_ROWS:
+        raise ValueError(f"repeats: {m} inputs x {repeats} repeats = {m * repeats} rows of samples per layer, "
+                         f"more than the maximum of 2**31 = {MAX_SAMPLE_ROWS}; lower repeats")
 
 
 def _model_device_dtype(model: nn.Module, inputs) -> tuple[torch.device, torch.dtype]:
@@ -110,22 +188,27 @@ def sample_layers(model, inputs, *, repeats=1, batch_size=4096, rng=None) -> dic
         module must run at most once per forward pass, on a tensor whose first dimension
         is the batch; its other dimensions are flattened (C order) into :math:`d_\ell`.
         The model must live on one device.
-    inputs : numpy.ndarray or torch.Tensor, shape (m, ...)
+    inputs : numpy.ndarray, torch.Tensor, shape (m, ...), or torch Dataset or DataLoader
         The m inputs, one per row, of any floating dtype; they are cast to the dtype of the
         model's parameters and moved to their device (a chunk at a time).  Integer or
-        boolean inputs raise TypeError rather than being cast.
+        boolean inputs raise TypeError rather than being cast.  A ``Dataset`` or
+        ``DataLoader`` is iterated once and its inputs concatenated (see
+        :func:`dataset_arrays`; labels in its batches are not needed here and are dropped).
     repeats : int, keyword-only
         R >= 1, forward passes per input (default 1: one draw of :math:`S_\ell` per input,
-        samples of the marginal :math:`P_{S_\ell}` when the inputs are the dataset).
+        samples of the marginal :math:`P_{S_\ell}` when the inputs are the dataset).  At
+        most 2**31 rows of samples per layer in all (m R <= :data:`MAX_SAMPLE_ROWS`).
     batch_size : int, keyword-only
         The most rows per forward pass (default 4096).  A chunk of k inputs is run as
         k*R rows (each input repeated R times); when R > batch_size the repeats of one
         input are split over several passes.  Bounds the memory on the device.
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence, keyword-only
-        Source of the noise (SPEC 7).  A seed drawn from it seeds a ``torch.Generator``
-        on the model's device, set on every noise module for the duration of the call
-        (their own ``generator`` attributes are restored afterwards); torch's global RNG
-        is neither used nor advanced.  None gives fresh, unpredictable noise.
+        Source of the noise (Scientific Python SPEC 7,
+        https://scientific-python.org/specs/spec-0007/).  A seed drawn from it seeds a
+        ``torch.Generator`` on the model's device, set on every noise module for the
+        duration of the call (their own ``generator`` attributes are restored afterwards);
+        torch's global RNG is neither used nor advanced.  None gives fresh, unpredictable
+        noise.
 
     Returns
     -------
@@ -140,10 +223,13 @@ def sample_layers(model, inputs, *, repeats=1, batch_size=4096, rng=None) -> dic
     Raises
     ------
     TypeError
-        ``model`` is not an ``nn.Module``; ``inputs`` is not an array or tensor, or not
-        floating point; ``repeats``/``batch_size`` are not ints; ``rng`` has a wrong type.
+        ``model`` is not an ``nn.Module``; ``inputs`` is not an array, tensor, Dataset or
+        DataLoader, is a masked array, or is not floating point; ``repeats``/``batch_size``
+        are not ints; ``rng`` has a wrong type.
+    MemoryError
+        The samples do not fit in host memory (the message says how much they need).
     ValueError
-        No ``GaussianNoise`` in ``model``; ``repeats`` or ``batch_size`` < 1; ``inputs``
+        No ``GaussianNoise`` in ``model``; ``repeats`` or ``batch_size`` < 1; m R > 2**31; ``inputs``
         empty or containing NaN/infinity; a noise module that runs more than once per
         forward pass or whose input does not have the batch as its first dimension.
 
@@ -160,6 +246,13 @@ def sample_layers(model, inputs, *, repeats=1, batch_size=4096, rng=None) -> dic
     add no noise but are still sampled.  Memory: the result takes m*R*sum(d_l) floats on
     the host; the device holds one batch of at most ``batch_size`` rows at a time.
     """
+    if _is_dataset(inputs):
+        inputs = dataset_arrays(inputs, "inputs")[0]
+    return _sample_layers(model, inputs, "inputs", repeats=repeats, batch_size=batch_size, rng=rng)
+
+
+def _sample_layers(model, inputs, name: str, *, repeats, batch_size, rng) -> dict[str, np.ndarray]:
+    """:func:`sample_layers` with ``name`` for the inputs in messages."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     noise_modules = named_noise_modules(model)
@@ -170,7 +263,8 @@ def sample_layers(model, inputs, *, repeats=1, batch_size=4096, rng=None) -> dic
         )
     n_rep = positive_int(repeats, "repeats", allow_none=False)
     rows_max = positive_int(batch_size, "batch_size", allow_none=False)
-    inputs = _check_inputs(inputs)
+    inputs = _check_inputs(inputs, name)
+    check_sample_rows(int(inputs.shape[0]), n_rep)
     np_rng = make_rng(rng)
     device, dtype = _model_device_dtype(model, inputs)
     out_dtype = torch.float64 if dtype == torch.float64 else torch.float32
@@ -237,7 +331,7 @@ def _store(captured, results, m, n_rep, rows, chunk) -> None:
             )
         flat = s.reshape(rows, -1).numpy()
         if first:
-            results[name] = np.empty((m, n_rep, flat.shape[1]), dtype=flat.dtype)
+            results[name] = _result_array(m, n_rep, flat.shape[1], flat.dtype, captured)
         target = results[name]
         if flat.shape[1] != target.shape[2]:
             raise ValueError(
@@ -245,3 +339,15 @@ def _store(captured, results, m, n_rep, rows, chunk) -> None:
             )
         target[i0:i1, r0:r1] = flat.reshape(i1 - i0, r1 - r0, -1)
 
+
+
+def _result_array(m: int, n_rep: int, width: int, dtype, captured) -> np.ndarray:
+    """The (m, R, width) host array of one layer; a MemoryError says how much all layers need."""
+    try:
+        return np.empty((m, n_rep, width), dtype=dtype)
+    except MemoryError as exc:
+        units = sum(int(np.prod(s.shape[1:])) for _, s in captured)
+        gib = m * n_rep * units * np.dtype(dtype).itemsize / 2**30
+        raise MemoryError(f"repeats: the samples of all layers need {gib:.3g} GiB of host memory ({m} inputs x "
+                          f"{n_rep} repeats x {units} units x {np.dtype(dtype).itemsize} bytes); lower repeats or "
+                          "pass fewer inputs") from exc

@@ -1,6 +1,6 @@
 // The mathematics shared by the CPU and CUDA kernels.
 //
-// Kernel contract (DESIGN.md section 3): for every batch b and query i,
+// Kernel contract: for every batch b and query i,
 //
 //     out[b, i] = log sum_j exp(-||q[b, i] - c[b, j]||^2 / (2 beta^2))
 //

@@ -257,7 +257,8 @@ def run(out_dir, *, dims=(2, 5, 10), beta: float = 0.5, n_min: int = 16, n_max: 
     k : int
         Neighbour order of the kNN estimator (default 1).
     rng : int, numpy.random.Generator or None
-        Seed of all draws (SPEC 7).
+        Seed of all draws (Scientific Python SPEC 7,
+        https://scientific-python.org/specs/spec-0007/).
     progress : bool
         Show a progress bar over the trials.
     overwrite : bool

@@ -329,7 +329,8 @@ def run(out_dir, *, w_max: float = 4.0, n_w: int = 81, beta: float = 0.05, n_sam
         Monte Carlo draws per centre, passed to :func:`infoflow.mixture_entropy`
         (default: its default, about 65536 queries in all).
     rng : int, numpy.random.Generator or None
-        Seed of the draws of X and of the Monte Carlo noise (SPEC 7).
+        Seed of the draws of X and of the Monte Carlo noise (Scientific Python SPEC 7,
+        https://scientific-python.org/specs/spec-0007/).
     progress : bool
         Show a progress bar over w.
     overwrite : bool
