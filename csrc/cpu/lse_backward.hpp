@@ -190,8 +190,8 @@ void finish_rows(const Problem<T>& p, const Gradients<T>& grads, index_t b, inde
 }
 
 template <class T>
-void finish_columns(const Problem<T>& p, const Gradients<T>& grads, const Layout<T>& lay, index_t b,
-                    index_t g0, index_t g1, const double* cols) {
+void finish_columns(const Problem<T>& p, const Gradients<T>& grads, index_t b, index_t g0, index_t g1,
+                    const double* cols) {
   const index_t d = p.d;
   const double inv_beta2 = 1.0 / (p.beta * p.beta);
   for (index_t slot = g0 * Layout<T>::G; slot < std::min(p.n, g1 * Layout<T>::G); ++slot) {
@@ -201,7 +201,6 @@ void finish_columns(const Problem<T>& p, const Gradients<T>& grads, const Layout
         grads.centers[(b * p.n + slot) * d + k] = static_cast<T>(col[k] * inv_beta2);
     if (grads.weights != nullptr) grads.weights[b * p.n + slot] = static_cast<T>(col[d + 1]);
   }
-  (void)lay;
 }
 
 template <class T>
@@ -239,7 +238,7 @@ bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrup
         }
         double beta_sum = 0.0;
         finish_rows(p, grads, b, 0, p.m, rows.data(), beta_sum);
-        finish_columns(p, grads, lay, b, 0, lay.groups, cols.data());
+        finish_columns(p, grads, b, 0, lay.groups, cols.data());
         if (grads.beta != nullptr) grads.beta[b] = beta_sum / beta3;
       }
     }
@@ -278,7 +277,7 @@ bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrup
     }
     double beta_sum = 0.0;
     finish_rows(p, grads, b, 0, p.m, rows.data(), beta_sum);
-    finish_columns(p, grads, lay, b, 0, lay.groups, cols.data());
+    finish_columns(p, grads, b, 0, lay.groups, cols.data());
     if (grads.beta != nullptr) grads.beta[b] = beta_sum / beta3;
   }
   return true;
