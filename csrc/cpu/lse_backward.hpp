@@ -207,7 +207,8 @@ template <class T>
 bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrupt& interrupt) {
   const Layout<T> lay(p.n, p.d);
   const index_t d = p.d, G = Layout<T>::G;
-  const bool small = static_cast<double>(p.batch) * p.m * p.n * (3 * p.d + 8) < 1e7;
+  // A thread team (and its P rounds) pays only beyond ~10 ms of work.
+  const bool small = static_cast<double>(p.batch) * p.m * p.n * (3 * p.d + 8) < 3e7;
   const int threads = small ? 1 : team_size(p.num_threads);
   CancelPoint cancel(interrupt);
   PackedCentres<T> packed(p, lay, false);

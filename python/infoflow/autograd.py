@@ -182,10 +182,12 @@ class EntropyGraph:
 
     The estimator draws its queries q_r = c_{J_r} + beta z_r as usual; this object rebuilds
     each chunk of them from the caller's tensors (so that gradients reach the centres both
-    as components and through the queries: the reparameterisation) and runs the kernel
-    through :class:`GaussianLSE`.  Every term T_r = -log g(q_r) enters the estimate with
-    weight 1/N, plain or with the cross-fitted control variate (whose C_r does not depend
-    on the centres or beta), so the gradient of the estimate is that of -mean_r log g(q_r).
+    as components and through the queries: the reparameterisation), runs the kernel
+    through :class:`GaussianLSE`, and keeps every term T_r = -log g(q_r) with its graph.
+    :meth:`estimate` then recomputes the estimator's value from those terms in torch, the
+    plain mean or the cross-fitted control-variate estimate with its fitted coefficients
+    (which depend on the terms too), so that the gradient is exactly the derivative of
+    the value returned.
     """
 
     def __init__(self, centers: torch.Tensor, beta: Any, weights: torch.Tensor | None, num_threads: int | None):
@@ -193,12 +195,13 @@ class EntropyGraph:
         self.beta = beta_tensor(beta, centers)
         self.weights = weights
         self.num_threads = num_threads
-        self.sums = torch.zeros(centers.shape[0], dtype=torch.float64)  # sum_r log g(q_r), with its graph
-        self.counts = np.zeros(centers.shape[0])  # queries per mixture so far
+        self.blocks: list[tuple[int, int, int, torch.Tensor]] = []  # (b0, b1, r0, log g) per chunk
+        self.control: dict[tuple[int, int, int], np.ndarray] = {}  # C_r of each chunk, when used
 
-    def log_density(self, b0: int, b1: int, owner: np.ndarray, noise: np.ndarray, log_weight: np.ndarray):
-        """log g at the chunk's queries (float64 numpy, one row per mixture b0..b1), recorded
-        for the gradient.  ``log_weight``: ln of each mixture's total weight."""
+    def log_density(self, b0: int, b1: int, r0: int, owner: np.ndarray, noise: np.ndarray,
+                    log_weight: np.ndarray) -> np.ndarray:
+        """log g at the queries r0.. of mixtures b0..b1 (float64 numpy), recorded for the
+        gradient.  ``log_weight``: ln of each mixture's total weight."""
         block = self.centers[b0:b1]
         device = block.device
         index = torch.from_numpy(owner).to(device)
@@ -212,12 +215,47 @@ class EntropyGraph:
         shift = -(torch.from_numpy(np.array(log_weight, dtype=np.float64))
                   + d * (0.5 * math.log(2.0 * math.pi) + self.beta.log()))
         log_g = GaussianLSE.apply(queries, block, self.beta, weights, shift, self.num_threads)
-        self.sums = self.sums.index_add(0, torch.arange(b0, b1), log_g.double().sum(dim=1).cpu())
-        self.counts[b0:b1] += log_g.shape[1]
+        self.blocks.append((b0, b1, r0, log_g))
         return log_g.detach().double().cpu().numpy()
 
-    def estimate(self, value: np.ndarray) -> torch.Tensor:
-        """The estimate as a tensor: its value ``value`` (float64, per mixture), its
-        gradient that of -mean_r log g(q_r)."""
-        surrogate = -self.sums / torch.from_numpy(self.counts)
+    def control_variate(self, b0: int, b1: int, r0: int, values: np.ndarray) -> None:
+        """The control variate C_r of the chunk's queries (float64, (b1 - b0, columns))."""
+        self.control[(b0, b1, r0)] = values
+
+    def estimate(self, value: np.ndarray, b_range: tuple[float, float]) -> torch.Tensor:
+        """The estimate as a tensor: the value ``value`` (float64, per mixture) computed by
+        the estimator, with the gradient of the same value recomputed from the terms."""
+        batch = self.centers.shape[0]
+        count = max(b[2] + b[3].shape[1] for b in self.blocks)
+        terms = torch.zeros((batch, count), dtype=torch.float64)
+        for b0, b1, r0, log_g in self.blocks:
+            terms = terms.index_put((torch.arange(b0, b1)[:, None], torch.arange(r0, r0 + log_g.shape[1])),
+                                    -log_g.double().cpu())
+        if not self.control:
+            surrogate = terms.mean(dim=1)
+        else:
+            control = np.zeros((batch, count))
+            for (b0, b1, r0), values in self.control.items():
+                control[b0:b1, r0:r0 + values.shape[1]] = values
+            surrogate = _cross_fitted_value(terms, torch.from_numpy(control), b_range)
         return torch.from_numpy(np.asarray(value, dtype=np.float64)) + (surrogate - surrogate.detach())
+
+
+def _cross_fitted_value(terms: torch.Tensor, control: torch.Tensor, b_range: tuple[float, float]) -> torch.Tensor:
+    """(1/N) sum_h N_h (mean_h T - b_h' mean_h C), b_h' = clip(M_TC / M_CC) fitted on the
+    other half (the even and odd query indices), as :func:`infoflow.entropy._cross_fitted`."""
+    halves = [(terms[:, parity::2], control[:, parity::2]) for parity in (0, 1)]
+    coefficients = []
+    for t, c in halves:
+        tc = t - t.mean(dim=1, keepdim=True)
+        cc = c - c.mean(dim=1, keepdim=True)
+        m2 = (cc * cc).sum(dim=1)
+        fitted = (t.shape[1] > 1) & (m2 > 0)
+        b = torch.where(fitted, (tc * cc).sum(dim=1) / torch.where(fitted, m2, torch.ones_like(m2)),
+                        torch.zeros_like(m2))
+        coefficients.append(b.clamp(*b_range))
+    total = sum(t.shape[1] for t, _ in halves)
+    value = 0.0
+    for (t, c), b in zip(halves, coefficients[::-1]):
+        value = value + t.shape[1] * (t.mean(dim=1) - b * c.mean(dim=1))
+    return value / total

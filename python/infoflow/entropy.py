@@ -415,7 +415,7 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
         hint = owner if owner.ndim == 1 else owner[0] if owner.shape[0] == 1 else None
         # log g at each query, normalised in the kernel before its rounding to the dtype
         if graph is not None:
-            log_g = graph.log_density(b0, b1, owner, noise, np.broadcast_to(log_weight, (batch,))[b0:b1])
+            log_g = graph.log_density(b0, b1, r0, owner, noise, np.broadcast_to(log_weight, (batch,))[b0:b1])
         else:
             log_g = _backend.to_numpy(_backend.log_density_3d(
                 queries, centres_block, beta, num_threads, weights=block_weights, near_centre=hint,
@@ -425,6 +425,8 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
             moments.update(b0, b1, terms)
             continue
         cv = _control_variate(draws, owner, log_p, h_w, b0, b1)
+        if graph is not None:
+            graph.control_variate(b0, b1, r0, cv)
         residual = terms - cv - baseline[b0:b1, None]
         for parity, half in enumerate(halves):
             cols = slice((parity - r0) % 2, None, 2)  # global query index r = r0 + column
@@ -565,7 +567,7 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
                                  num_threads=threads, progress=progress, control_variate=bool(control_variate),
                                  graph=graph)
     if graph is not None:  # a tensor whose gradient is the estimator's
-        value = graph.estimate(value).reshape(batch_shape) / log_base
+        value = graph.estimate(value, _B_RANGE).reshape(batch_shape) / log_base
         return Estimate(value if batch_shape else value.reshape(()), as_result(stderr.reshape(batch_shape) / log_base),
                         unit_name(base))
     return Estimate(as_result(value.reshape(batch_shape) / log_base),
