@@ -26,7 +26,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # Seconds: 2 epochs of 6 minibatches per network, small estimates.  lambda = 1 is past the
 # collapse, so its bottleneck keeps almost nothing of X even after 12 steps.
-TINY = dict(lambdas=(1.0, 0.0), seeds=1, epochs=2, repeats=2, mc_queries=256, estimate_queries=1024,
+TINY = dict(lambdas=(1.0, 0.0), seeds=1, epochs=2, warmup=0, repeats=2, mc_queries=256, estimate_queries=1024,
             convergence=False, progress=False)
 
 
@@ -69,6 +69,7 @@ def test_tiny_run_files_are_consistent(tiny_run):
     for run in saved["runs"]:
         assert [layer["name"] for layer in run["layers"]] == ["noise1", "noise2"]
         assert [h["epoch"] for h in run["history"]] == [1, 2]
+        assert [h["lambda"] for h in run["history"]] == [run["lambda"]] * 2  # warmup=0: lambda from the start
         noise2 = run["layers"][1]
         assert noise2["ixt"] == pytest.approx(run["ixt"]) and noise2["iyt"] == pytest.approx(run["iyt"])
         assert run["converged"] is None  # convergence=False: nothing checked
@@ -144,6 +145,21 @@ def test_detached_penalty_is_a_plain_tensor():
     assert value.item() == again.item()  # the same draws from the same seed
 
 
+def test_warmup_ramps_lambda_per_epoch():
+    x, y = digits()
+    streams = seed_streams(np.random.SeedSequence(1))
+    split = split_dataset(x[:300], y[:300], streams["split"])
+    model = NoisyMLP([64, 4, 10], beta=0.1)
+    trainer = ib.PenalisedTrainer(model, split, lr=1e-3, batch_size=256, streams=streams, lam=0.2, layer=model.noise1,
+                                  mc_queries=128, penalty_rng=np.random.default_rng(0), warmup=4)
+    for _ in range(6):
+        trainer.train_epoch()
+    assert [h["lambda"] for h in trainer.history] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
+    assert all(math.isfinite(h["loss"]) and h["loss"] == pytest.approx(h["cross_entropy"] + h["lambda"]
+                                                                         * h["ixt_batch"])
+               for h in trainer.history)
+
+
 def test_lambda_zero_is_plain_cross_entropy_training():
     """With lambda = 0 the penalty is computed for the record only: the weights follow the
     12-bit experiment's Trainer exactly (same seed, minibatches and noise)."""
@@ -172,6 +188,7 @@ def test_lambda_zero_is_plain_cross_entropy_training():
 @pytest.mark.parametrize("options, message", [
     (dict(lambdas=()), "lambdas"), (dict(lambdas=(0.1, -1)), "lambdas"), (dict(lambdas=(0.1, 0.1)), "distinct"),
     (dict(penalised_layer=3), "penalised_layer"), (dict(hidden=()), "hidden"), (dict(seeds=0), "seeds"),
+    (dict(warmup=-1), "warmup"),
 ])
 def test_bad_options_fail_before_writing(tmp_path, options, message):
     with pytest.raises(ValueError, match=message):
@@ -189,7 +206,8 @@ def test_arguments_match_run():
         expected = parameters[dest].default
         assert default == (list(expected) if isinstance(expected, tuple) else expected), dest
     parsed = vars(parser.parse_args(["--lambdas", "0", "0.5", "--hidden", "16", "4", "--penalised-layer", "1",
-                                     "--no-convergence", "--threads", "1"]))
+                                     "--no-convergence", "--threads", "1", "--warmup", "0"]))
+    assert parsed["warmup"] == 0
     assert parsed["lambdas"] == [0.0, 0.5] and parsed["hidden"] == [16, 4] and parsed["penalised_layer"] == 1
     assert parsed["convergence"] is False and parsed["num_threads"] == 1
 
@@ -202,3 +220,22 @@ def test_registered_in_the_cli():
     result = subprocess.run([sys.executable, "-m", "infoflow", "reproduce", "ib-tradeoff", "--help"],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0 and "--lambdas" in result.stdout and "``" not in result.stdout
+
+
+def test_interrupted_run_keeps_the_networks_done(tmp_path, monkeypatch):
+    original = ib._train_one
+    calls = []
+
+    def interrupt_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ib, "_train_one", interrupt_second)
+    result = ib.run(tmp_path, **TINY)
+    assert result["interrupted"] is True and [r["lambda"] for r in result["runs"]] == [0.0]
+    _, rows = read_csv(tmp_path / "ib_tradeoff.csv")
+    assert [float(r["lambda"]) for r in rows] == [0.0]
+    saved = json.loads((tmp_path / "ib_tradeoff.json").read_text())
+    assert saved["config"]["interrupted"] is True and (tmp_path / "ib_tradeoff.png").exists()

@@ -16,57 +16,69 @@ Choices, and why:
 
 * **Network** ``64-32-8-10`` (:class:`~infoflow.nn.NoisyMLP`, tanh, noise
   :math:`\beta = 0.1` after both hidden layers, noiseless logits).  The penalised layer
-  is the 8-unit **bottleneck**, the last noisy layer (``noise2``): the decoder sees the input
-  only through it, so what it forgets is forgotten by the network.
+  is the 8-unit **bottleneck**, the last noisy layer (``noise2``): the classifier sees the
+  input only through it.
 * **beta = 0.1**, not the 12-bit experiment's 0.005.  The penalty's gradient comes from the
-  overlap of the minibatch's Gaussian components: where the images of the batch are many
+  overlap of the minibatch's Gaussian components: where the images of the batch lie many
   beta apart the mixture's entropy is :math:`h_Z + \ln B` whatever the weights, and its
-  gradient vanishes.  At beta = 0.1 in an 8-dimensional tanh layer the components overlap
-  enough for the penalty to act from the first step, while the trained network still
-  separates the classes (test accuracy about 0.98 without the penalty).
+  gradient vanishes.  At beta = 0.1 in an 8-unit tanh layer the components overlap enough
+  for the penalty to act, while the network without it still separates the classes (test
+  accuracy 0.96, noise on).
 * **The penalty** on a minibatch of B = 256 inputs is the nonlinear-IB estimate of
   Kolchinsky, Tracey & Wolpert (2019),
 
   .. math:: \hat I(X;T_\ell) = \hat h\big(\hat P_{S_\ell} * \mathcal N(0, \beta^2 I)\big) - h_Z,
-            \qquad h_Z = \tfrac d2 \ln(2\pi e \beta^2),
+            \qquad h_Z = \tfrac d2 \ln(2\pi e \beta^2):
 
   the differentiable SP entropy (:func:`infoflow.mixture_entropy` on the batch's values of
   :math:`S_\ell`, the input of the noise layer, taken from the training forward pass
-  itself; reparameterised Monte Carlo queries, 2048 of them, about 8 per centre) minus the
-  noise entropy.  For the first noisy layer S is a function of X and this is the SP
-  estimate of I(X;T) over the batch's inputs.  For a deeper layer, as the bottleneck here,
-  S carries the noise of the layers before it, and one sample of S per input is used:
-  since :math:`h(T \mid X) \ge h(T \mid X, S) = h_Z`, the penalty then estimates an
-  **upper bound** on :math:`I(X;T_\ell)` (it also charges the network for the upstream noise
-  that reaches the bottleneck, which it can suppress by saturating).  Each batch's
-  estimate is also at most :math:`\ln B = 5.55` nats, the entropy of B distinct inputs.
-* **lambda** in 0, 0.01, 0.03, 0.1, 0.2, 0.3: from no effect through compression of the
-  bottleneck with little loss of accuracy to the collapse of the representation (for
-  :math:`\lambda` above about 0.2 the penalty wins over the cross-entropy early in
-  training and T forgets the input altogether).
+  itself; 2048 reparameterised Monte Carlo queries, 8 per centre, about 10 ms per step on
+  one thread) minus the noise entropy.  For the first noisy layer S is a function of X and
+  this is the SP estimate of I(X;T) over the batch's inputs.  For a deeper layer, as the
+  bottleneck here, S carries the noise of the layers before it and one sample of S per
+  input is used: since :math:`h(T \mid X) \ge h(T \mid X, S) = h_Z`, the penalty then
+  estimates an **upper bound** on :math:`I(X;T_\ell)`, which also charges the network for
+  upstream noise reaching the bottleneck.  A batch's estimate is at most about
+  :math:`\ln B = 5.55` nats.
+* **Warm-up**: the penalty's weight ramps linearly from :math:`\lambda/20` to
+  :math:`\lambda` over the first 20 epochs.  At initialisation the batch's images overlap
+  (the penalty reads about 2 of its possible 5.55 nats), so its gradient is strong while
+  the cross-entropy has not yet shaped T; with :math:`\lambda` in full from the first step
+  (seed 0, ``warmup=0``) every run with :math:`\lambda \ge 0.1` first collapsed to
+  :math:`\hat I \approx 0`, and those at 0.1 and 0.15 escaped only after about 35 and 70
+  of the 100 epochs, so that the final point depended on when that happened more than on
+  :math:`\lambda` (at 0.15 it kept more of X than at 0.1).
+* **lambda** in 0, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 1: from no penalty through compression
+  at little cost in accuracy to the collapse of the representation.  For
+  :math:`\lambda \ge 1` the trivial T is optimal whatever the network, as
+  :math:`\mathrm{CE} \ge H(Y) - I(Y;T) \ge H(Y) - I(X;T)` (population quantities) and the
+  penalty bounds I(X;T) from above.
 * **Training**: Adam (lr 3e-3), batch 256, 100 epochs; torch single-threaded (see
-  :func:`~infoflow.experiments.szt.torch_threads`), the penalty's kernel on one thread (a
-  256 x 2048 problem: a second thread only waits at barriers).
+  :func:`~infoflow.experiments.szt.torch_threads`) and the penalty's kernel on one thread
+  (a 256 x 2048 problem: on a busy machine a second thread only waits at barriers, and
+  made a step 4 times slower).
 * **Estimates after training**: :func:`infoflow.information_flow` with R = 16 forward passes
   per input and 65536 Monte Carlo queries per entropy, with the R-convergence sequence (R =
   4, 8, 16).  The first layer is deterministic given X, so its estimate is exact in R; the
-  bottleneck's is an upper estimate if it still moves with R (reported in the JSON and as a
-  count in the summary).  Accuracy is that of the noisy network (noise on), as trained.
-* **Seeds**: 3 independent runs (``seeds``) of the whole sweep, from ``seed``; every lambda
-  of one run shares that run's seed.
+  bottleneck's values are upper estimates where they still move with R (by 0.02 to 0.06
+  nats per halving at small lambda: small against the effect of lambda).  Accuracy is that
+  of the noisy network (noise on), as trained.
+* **Seeds**: 3 independent runs of the whole sweep (``seeds``), from ``seed``; every lambda
+  of one run shares that run's seed, so within a run lambda is the only difference.
 
 Outputs (in ``out_dir``):
 
 - ``ib_tradeoff.csv``: one row per lambda: the means over the seeds of accuracy, the
   penalised layer's I(X;T) and I(Y;T) (nats), the last epoch's minibatch penalty and the
-  training time, with the standard deviation across seeds and the Monte Carlo standard
-  error of each mean;
+  training time, with the standard deviation across seeds (``*_sd``) and, for I(X;T) and
+  I(Y;T), the Monte Carlo standard error of the mean (``*_stderr``);
 - ``ib_tradeoff_runs.csv``: one row per (lambda, seed) with the same quantities and their
   Monte Carlo standard errors;
 - ``ib_tradeoff.json``: the configuration, both tables, and per run the estimates of every
   layer (with their R-convergence sequences) and the per-epoch training history;
-- ``ib_tradeoff.png``: I(X;T), I(Y;T) and accuracy against lambda, the information plane of
-  the bottleneck, and the minibatch penalty over training.
+- ``ib_tradeoff.png``: (a) I(X;T), I(Y;T) and the minibatch penalty against lambda, (b)
+  accuracy against lambda, (c) the information plane of the bottleneck, (d) the
+  minibatch penalty over training.
 """
 
 from __future__ import annotations
@@ -88,13 +100,14 @@ from .szt import Trainer, run_seeds, seed_streams, split_dataset, torch_threads
 __all__ = ["run", "add_arguments", "batch_information", "PenalisedTrainer", "LAMBDAS", "HIDDEN", "FILES"]
 
 #: The default values of lambda (nats of cross-entropy per nat of I(X;T)).
-LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.15, 0.2, 0.3)
+LAMBDAS = (0.0, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0)
 #: Hidden widths of the default network 64-32-8-10: the last is the bottleneck.
 HIDDEN = (32, 8)
 #: The files a run writes into its folder.
 FILES = ("ib_tradeoff.csv", "ib_tradeoff_runs.csv", "ib_tradeoff.json", "ib_tradeoff.png")
 
 DEFAULT_EPOCHS = 100
+DEFAULT_WARMUP = 20
 DEFAULT_SEEDS = 3
 DEFAULT_BETA = 0.1
 DEFAULT_LR = 3e-3
@@ -183,9 +196,10 @@ class PenalisedTrainer(Trainer):
     """
 
     def __init__(self, model, split, *, lr: float, batch_size: int, streams, lam: float, layer, mc_queries: int,
-                 penalty_rng: np.random.Generator, num_threads: int | None = 1):
+                 penalty_rng: np.random.Generator, num_threads: int | None = 1, warmup: int = 0):
         super().__init__(model, split, lr=lr, batch_size=batch_size, streams=streams)
         self.lam = float(lam)
+        self.warmup = int(warmup)
         self.layer = layer
         self.mc_queries = int(mc_queries)
         self.penalty_rng = penalty_rng
@@ -200,6 +214,7 @@ class PenalisedTrainer(Trainer):
         order = torch.randperm(x.shape[0], generator=self.shuffle)
         x, y = x[order], y[order]
         self.model.train()
+        lam = self.current_lambda()
         captured = [None]
         # S of the batch, from the very forward pass that gives the logits: one pass, and the
         # penalty sees the same noise draws as the cross-entropy.
@@ -210,10 +225,10 @@ class PenalisedTrainer(Trainer):
             for start in range(0, x.shape[0], self.batch_size):
                 logits = self.model(x[start:start + self.batch_size])
                 cross_entropy = self.loss(logits, y[start:start + self.batch_size])
-                s = captured[0] if self.lam > 0 else captured[0].detach()
+                s = captured[0] if lam > 0 else captured[0].detach()
                 ixt, _ = batch_information(s, self.layer.beta, mc_queries=self.mc_queries, rng=self.penalty_rng,
                                            num_threads=self.num_threads)
-                loss = cross_entropy + self.lam * ixt if self.lam > 0 else cross_entropy
+                loss = cross_entropy + lam * ixt if lam > 0 else cross_entropy
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -223,9 +238,16 @@ class PenalisedTrainer(Trainer):
             handle.remove()
         self.epochs_done += 1
         loss, cross_entropy, ixt = sums / batches
-        self.history.append({"epoch": self.epochs_done, "loss": loss, "cross_entropy": cross_entropy,
+        self.history.append({"epoch": self.epochs_done, "lambda": lam, "loss": loss, "cross_entropy": cross_entropy,
                              "ixt_batch": ixt})
         return float(loss)
+
+    def current_lambda(self) -> float:
+        """The weight of the penalty in the next epoch: lambda * min(1, e / warmup) in epoch
+        e = 1, 2, ..., lambda itself without a warm-up."""
+        if self.warmup <= 0:
+            return self.lam
+        return self.lam * min(1.0, (self.epochs_done + 1) / self.warmup)
 
 
 # ---------------------------------------------------------------------------------------
@@ -237,7 +259,7 @@ def _layer_rows(flow) -> list[dict]:
 
 
 def _train_one(lam: float, *, data, split, root, torch_seed, widths, beta, epochs, lr, batch_size, penalised,
-               mc_queries, repeats, estimate_queries, convergence, kernel_threads, bar) -> dict:
+               warmup, mc_queries, repeats, estimate_queries, convergence, kernel_threads, bar) -> dict:
     """Train one network with this lambda and estimate every layer; a dict of results."""
     import torch
 
@@ -251,7 +273,8 @@ def _train_one(lam: float, *, data, split, root, torch_seed, widths, beta, epoch
     streams = seed_streams(root)
     penalty_rng = np.random.default_rng(np.random.SeedSequence(root.entropy, spawn_key=(*root.spawn_key, _PENALTY_KEY)))
     trainer = PenalisedTrainer(model, split, lr=lr, batch_size=batch_size, streams=streams, lam=lam,
-                               layer=getattr(model, layer_name), mc_queries=mc_queries, penalty_rng=penalty_rng)
+                               layer=getattr(model, layer_name), mc_queries=mc_queries, penalty_rng=penalty_rng,
+                               warmup=warmup)
     started = time.perf_counter()
     for _ in range(epochs):
         trainer.train_epoch()
@@ -335,37 +358,45 @@ def _plot(runs: list[dict], table: list[dict], config: dict, path: Path) -> Path
     width = config["widths"][config["penalised_layer"]]
     spread = "mean ± sd over seeds" if n_seeds > 1 else "one seed"
 
-    def by_lambda(ax, key, label, colour_line, marker, with_stderr=True):
+    def by_lambda(ax, get, label, colour_line, marker, *, lw=1.6, ms=6, faint=True):
+        """Each run faintly (with its Monte Carlo stderr, where ``get`` gives one), and the
+        mean over the seeds with their standard deviation as bars."""
+        values: dict[float, list[float]] = {lam: [] for lam in lambdas}
         for r in runs:
-            i = seeds.index(r["seed"])
-            ax.errorbar(position[r["lambda"]] + jitter[i % len(jitter)], r[key],
-                        yerr=r.get(f"{key}_stderr") if with_stderr else None, fmt=marker, ms=3.5, alpha=0.45,
-                        color=colour_line, mfc="none", elinewidth=0.8, zorder=2)
-        x = [position[row["lambda"]] for row in table]
-        sd = [0.0 if math.isnan(row[f"{key}_sd"]) else row[f"{key}_sd"] for row in table]
-        ax.errorbar(x, [row[key] for row in table], yerr=sd, fmt=f"-{marker}", color=colour_line, lw=1.6, ms=6,
-                    capsize=3, zorder=3, label=label)
+            value, stderr = get(r)
+            values[r["lambda"]].append(value)
+            if faint:
+                ax.errorbar(position[r["lambda"]] + jitter[seeds.index(r["seed"]) % len(jitter)], value, yerr=stderr,
+                            fmt=marker, ms=3.5, alpha=0.45, color=colour_line, mfc="none", elinewidth=0.8, zorder=2)
+        present = [lam for lam in lambdas if values[lam]]
+        sd = [np.std(values[lam], ddof=1) if len(values[lam]) > 1 else 0.0 for lam in present]
+        ax.errorbar([position[lam] for lam in present], [np.mean(values[lam]) for lam in present], yerr=sd,
+                    fmt=f"-{marker}", color=colour_line, lw=lw, ms=ms, capsize=3, zorder=3, label=label)
 
-    # (a) the penalised layer's I(X;T) and I(Y;T) against lambda
+    # (a) the penalised layer's I(X;T) and I(Y;T) against lambda, and I(X;T) of the other layers
     ax = axes[0, 0]
     ax.axhline(config["ln_m"], color="0.4", ls="--", lw=1, label=f"ln m = {config['ln_m']:.2f} (X uniform on m images)")
     ax.axhline(config["label_entropy"], color="0.4", ls=":", lw=1.2, label=f"H(Y) = {config['label_entropy']:.2f}")
-    by_lambda(ax, "ixt", f"I(X;T), {layer} ({width} units)", "C0", "o")
-    by_lambda(ax, "iyt", f"I(Y;T), {layer}", "C3", "s")
-    by_lambda(ax, "ixt_batch", "minibatch penalty at the last epoch", "C2", "^", with_stderr=False)
+    by_lambda(ax, lambda r: (r["ixt"], r["ixt_stderr"]), f"I(X;T), {layer} ({width} units, penalised)", "C0", "o")
+    by_lambda(ax, lambda r: (r["iyt"], r["iyt_stderr"]), f"I(Y;T), {layer}", "C3", "s")
+    by_lambda(ax, lambda r: (r["ixt_batch"], None), "its minibatch penalty, last epoch", "C2", "^")
+    for index, other in enumerate(runs[0]["layers"] if runs else []):
+        if other["name"] != layer:
+            by_lambda(ax, lambda r, i=index: (r["layers"][i]["ixt"], None),
+                      f"I(X;T), {other['name']} ({other['width']} units)", "0.55", "d", lw=1.0, ms=4, faint=False)
     ax.set_xticks(range(len(lambdas)), ticks)
     ax.set_xlabel("lambda  (loss = CE + lambda * I_batch(X;T))")
     ax.set_ylabel("nats")
-    ax.set_ylim(bottom=-0.2, top=config["ln_m"] + 0.6)
-    ax.set_title(f"(a) information in the bottleneck after training ({spread})", fontsize=10)
-    ax.legend(fontsize=7.5, loc="lower left", framealpha=0.9)
+    ax.set_ylim(bottom=-0.2, top=config["ln_m"] + 3.2)  # room above ln m for the legend
+    ax.set_title(f"(a) information after training ({spread})", fontsize=10)
+    ax.legend(fontsize=7.5, loc="upper right", framealpha=0.9, ncol=2)
     ax.grid(alpha=0.3)
 
     # (b) accuracy against lambda
     ax = axes[0, 1]
     ax.axhline(config["chance"], color="0.4", ls=":", lw=1.2, label=f"chance ({config['chance']:.2f})")
-    by_lambda(ax, "test_accuracy", f"test accuracy ({config['n_test']} images)", "C1", "o", with_stderr=False)
-    by_lambda(ax, "train_accuracy", f"training accuracy ({config['n_train']} images)", "C4", "s", with_stderr=False)
+    by_lambda(ax, lambda r: (r["test_accuracy"], None), f"test accuracy ({config['n_test']} images)", "C1", "o")
+    by_lambda(ax, lambda r: (r["train_accuracy"], None), f"training accuracy ({config['n_train']} images)", "C4", "s")
     ax.set_xticks(range(len(lambdas)), ticks)
     ax.set_xlabel("lambda")
     ax.set_ylabel("accuracy of the noisy network")
@@ -402,6 +433,9 @@ def _plot(runs: list[dict], table: list[dict], config: dict, path: Path) -> Path
         epochs = [h["epoch"] for h in r["history"]]
         ax.plot(epochs, [h["ixt_batch"] for h in r["history"]], color=colour[position[r["lambda"]]], lw=1.4,
                 label=f"lambda = {r['lambda']:g}")
+    if config.get("warmup"):
+        ax.axvspan(0, config["warmup"], color="0.85", alpha=0.5, lw=0, zorder=0)
+        ax.text(config["warmup"] / 2, 0.15, "warm-up", ha="center", fontsize=8, color="0.35")
     ax.set_xlabel("epoch")
     ax.set_ylabel("minibatch estimate h(T) - h_Z  [nats]")
     ax.set_ylim(-0.2, math.log(config["batch_size"]) + 1.6)  # room above ln B for the legend
@@ -410,8 +444,9 @@ def _plot(runs: list[dict], table: list[dict], config: dict, path: Path) -> Path
     ax.grid(alpha=0.3)
 
     widths = "-".join(str(w) for w in config["widths"])
+    warmup = f" (lambda ramped up over {config['warmup']})" if config.get("warmup") else ""
     fig.suptitle(f"Information bottleneck trade-off: digits, noisy tanh {widths}, beta = {config['beta']:g}, "
-                 f"penalty on {layer}, {config['epochs']} epochs, {n_seeds} seed{'s' if n_seeds != 1 else ''}",
+                 f"penalty on {layer}, {config['epochs']} epochs{warmup}, {n_seeds} seed{'s' if n_seeds != 1 else ''}",
                  fontsize=11)
     return save_figure(fig, path)
 
@@ -444,9 +479,9 @@ def _check(lambdas, hidden, penalised, epochs) -> tuple[tuple[float, ...], tuple
 
 
 def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS, beta=DEFAULT_BETA, hidden=HIDDEN,
-        penalised_layer=None, lr=DEFAULT_LR, batch_size=DEFAULT_BATCH, mc_queries=DEFAULT_PENALTY_QUERIES,
-        repeats=DEFAULT_REPEATS, estimate_queries=None, convergence=True, seed=0, progress=True, num_threads=None,
-        overwrite=False) -> dict:
+        penalised_layer=None, warmup=DEFAULT_WARMUP, lr=DEFAULT_LR, batch_size=DEFAULT_BATCH,
+        mc_queries=DEFAULT_PENALTY_QUERIES, repeats=DEFAULT_REPEATS, estimate_queries=None, convergence=True, seed=0,
+        progress=True, num_threads=None, overwrite=False) -> dict:
     r"""Train the noisy digits network with loss CE + lambda * I_batch(X;T) for each lambda,
     and estimate the information of every layer after training.
 
@@ -472,6 +507,9 @@ def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
         Which noisy layer carries the penalty, 1-based (default: the last, the bottleneck).
         With 1 the minibatch penalty is the SP estimate of I(X;T) itself; deeper, of an
         upper bound (see :func:`batch_information`).
+    warmup : int
+        Epochs over which the penalty's weight ramps linearly from lambda / warmup to
+        lambda (default 20; 0: lambda from the first step), see the module docstring.
     lr, batch_size : float, int
         Adam learning rate (3e-3) and minibatch size B (256).
     mc_queries : int
@@ -506,6 +544,8 @@ def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
     from .._intake import positive_int, positive_real, thread_count
 
     lambdas, hidden, layer = _check(lambdas, hidden, penalised_layer, epochs)
+    if isinstance(warmup, (bool, np.bool_)) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+        raise ValueError(f"warmup: expected an integer >= 0, got {warmup!r}")
     count = positive_int(seeds, "seeds", allow_none=False)
     positive_real(beta, "beta")
     positive_real(lr, "lr")
@@ -530,6 +570,7 @@ def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
     label_entropy = float(-(counts / counts.sum() * np.log(counts / counts.sum())).sum())
     runs: list[dict] = []
     with torch_threads(num_threads) as kernel_threads, stoppable("ib-tradeoff") as stopped:
+        torch_threads_used = torch.get_num_threads()
         with tqdm(total=count * len(lambdas) * epochs, desc="ib-tradeoff", unit="epoch", disable=not progress,
                   dynamic_ncols=True) as bar:
             for index, (root, torch_seed) in enumerate(seed_runs):
@@ -537,11 +578,10 @@ def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
                 for lam in lambdas:
                     result = _train_one(lam, data=(x, y), split=split, root=root, torch_seed=torch_seed,
                                         widths=widths, beta=beta, epochs=epochs, lr=lr, batch_size=batch_size,
-                                        penalised=layer, mc_queries=mc_queries, repeats=repeats,
+                                        penalised=layer, warmup=warmup, mc_queries=mc_queries, repeats=repeats,
                                         estimate_queries=estimate_queries, convergence=convergence,
                                         kernel_threads=kernel_threads, bar=bar)
                     runs.append({"seed": index, "torch_seed": torch_seed, **result})
-        torch_threads_used = torch.get_num_threads()
 
     n_train = int(round(0.8 * len(x)))
     config = {
@@ -550,7 +590,7 @@ def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
         "penalised_layer_name": f"noise{layer}",
         "penalty": ("h(mixture of the minibatch's S) - h_Z, one sample of S per input (an upper bound on I(X;T) "
                     "for a layer after the first)"),
-        "lambdas": list(lambdas), "seeds": count, "seed": seed, "epochs": epochs, "lr": lr,
+        "lambdas": list(lambdas), "warmup": warmup, "seeds": count, "seed": seed, "epochs": epochs, "lr": lr,
         "batch_size": batch_size, "mc_queries": mc_queries, "repeats": repeats, "estimate_queries": estimate_queries,
         "convergence": convergence, "n_inputs": int(len(x)), "n_train": n_train, "n_test": int(len(x)) - n_train,
         "ln_m": math.log(len(x)), "label_entropy": label_entropy, "chance": float(counts.max() / counts.sum()),
@@ -602,6 +642,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"hidden widths; the network is 64-HIDDEN-10 (default {' '.join(map(str, HIDDEN))})")
     parser.add_argument("--penalised-layer", dest="penalised_layer", type=int, default=None,
                         help="1-based noisy layer carrying the penalty (default: the last, the bottleneck)")
+    parser.add_argument("--warmup", type=int, default=DEFAULT_WARMUP,
+                        help=f"epochs over which the penalty's weight ramps up to lambda (default {DEFAULT_WARMUP}; "
+                             "0: none)")
     parser.add_argument("--lr", type=float, default=DEFAULT_LR, help=f"Adam learning rate (default {DEFAULT_LR})")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH,
                         help=f"minibatch size, also the penalty's sample (default {DEFAULT_BATCH})")
