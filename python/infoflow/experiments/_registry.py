@@ -94,4 +94,6 @@ register("szt", "the 12-bit network of Shwartz-Ziv & Tishby with noise: I(X;T), 
 register("binning", "the same network without noise: binned I(X;Bin T) against bin size and epochs", "binning",
          requires=("torch",))
 register("single-neuron", "T = tanh(w(X-2)) + Z: I(X;T) against w, sampled and exact", "single_neuron")
+register("ib-tradeoff", "train with loss CE + lambda * I(X;T) (the differentiable SP estimate): I(X;T) against "
+         "accuracy", "ib_tradeoff")
 register("convergence", "estimator error against n, next to the Kozachenko-Leonenko kNN estimator", "convergence")
