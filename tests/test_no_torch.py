@@ -70,7 +70,7 @@ def test_experiments_that_need_torch_fail_in_one_line_before_writing_anything(tm
         import argparse
         from infoflow.experiments import EXPERIMENTS
         result["requires"] = {{name: list(e.requires) for name, e in EXPERIMENTS.items()}}
-        for name in ("szt", "binning"):
+        for name in ("szt", "binning", "ib-tradeoff"):
             EXPERIMENTS[name].add_arguments(argparse.ArgumentParser())  # --help works
             try:
                 EXPERIMENTS[name].run({str(out)!r})
@@ -78,8 +78,9 @@ def test_experiments_that_need_torch_fail_in_one_line_before_writing_anything(tm
                 result[name] = [type(exc).__name__, str(exc), exc.name]
         EXPERIMENTS["single-neuron"].check_requirements()
     """)
-    assert result["requires"] == {"szt": ["torch"], "binning": ["torch"], "single-neuron": [], "convergence": []}
-    for name in ("szt", "binning"):
+    assert result["requires"] == {"szt": ["torch"], "binning": ["torch"], "single-neuron": [], "convergence": [],
+                                  "ib-tradeoff": ["torch", "sklearn"]}
+    for name in ("szt", "binning", "ib-tradeoff"):
         kind, message, missing = result[name]
         assert kind == "ModuleNotFoundError" and missing == "torch" and "\n" not in message
         assert message == f"the {name!r} experiment needs PyTorch (torch), which is not installed; {HINT}"

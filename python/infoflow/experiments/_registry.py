@@ -95,5 +95,5 @@ register("binning", "the same network without noise: binned I(X;Bin T) against b
          requires=("torch",))
 register("single-neuron", "T = tanh(w(X-2)) + Z: I(X;T) against w, sampled and exact", "single_neuron")
 register("ib-tradeoff", "train with loss CE + lambda * I(X;T) (the differentiable SP estimate): I(X;T) against "
-         "accuracy", "ib_tradeoff")
+         "accuracy", "ib_tradeoff", requires=("torch", "sklearn"))
 register("convergence", "estimator error against n, next to the Kozachenko-Leonenko kNN estimator", "convergence")
