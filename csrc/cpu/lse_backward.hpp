@@ -95,17 +95,20 @@ void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout
       // (double), i.e. beyond kNegligible of the query's largest term, adds nothing a
       // float sum of responsibilities that total 1 can hold: at small beta that skips
       // the coordinate work for almost every group, as the forward skips their blocks.
+      V exponent[kTileQ][kTileV];
       V largest_exponent = splat<V>(-kInf);
       for (int a = 0; a < kTileQ; ++a)
-        for (int v = 0; v < kTileV; ++v)
-          largest_exponent = vmax(largest_exponent, (dist[a][v] + offset[v] - splat<V>(reference[a])) * neg_scale);
+        for (int v = 0; v < kTileV; ++v) {
+          exponent[a][v] = (dist[a][v] + offset[v] - splat<V>(reference[a])) * neg_scale;
+          largest_exponent = vmax(largest_exponent, exponent[a][v]);
+        }
       T largest = largest_exponent[0];
       for (int l = 1; l < L; ++l) largest = std::max(largest, largest_exponent[l]);
       if (largest < -kNegligible<T> && grads.weights == nullptr) continue;
       for (int a = 0; a < kTileQ; ++a) {
         V dr = V{};
         for (int v = 0; v < kTileV; ++v) {
-          const V e = vexp((dist[a][v] + offset[v] - splat<V>(reference[a])) * neg_scale);
+          const V e = vexp(exponent[a][v]);
           const V r = offset[v] < splat<V>(kInf) ? e : V{};  // exactly 0 for absent centres
           store(s.r.ptr + a * G + v * L, r);
           store(s.neg_gr.ptr + a * G + v * L, r * -grad_up[a]);
