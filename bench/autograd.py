@@ -103,16 +103,18 @@ def main() -> None:
                 run = subprocess.run([sys.executable, __file__, "--case", tool, str(n), str(d),
                                       "--repeats", str(args.repeats)], capture_output=True, text=True,
                                      env=dict(os.environ))
-                if run.returncode != 0:
+                records = [line for line in run.stdout.splitlines() if line.startswith("{")]
+                if run.returncode != 0 or not records:  # (pykeops prints its own lines too)
                     print(f"{tool} n={n} d={d}: failed: {run.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
                     continue
-                results.append(json.loads(run.stdout.strip().splitlines()[-1]))
+                results.append(json.loads(records[-1]))
                 r = results[-1]
                 print(f"{tool:9s} m=n={n:6d} d={d:4d}  forward {r['forward_s']:.4f} s  forward+backward "
                       f"{r['forward_backward_s']:.4f} s  peak beyond inputs {r['peak_beyond_inputs_mb']:.1f} MB",
                       flush=True)
-    Path(args.out).write_text(json.dumps({"machine": os.uname().nodename, "cpus": os.cpu_count(),
-                                          "results": results}, indent=2) + "\n")
+                # After every case, so that an interrupted run keeps what it measured.
+                Path(args.out).write_text(json.dumps({"machine": os.uname().nodename, "cpus": os.cpu_count(),
+                                                      "results": results}, indent=2) + "\n")
     print(render(results))
 
 
