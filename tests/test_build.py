@@ -130,7 +130,7 @@ def test_requirements_pin_the_cpu_build_of_torch():
     from packaging.requirements import Requirement
 
     lines = [line.split("#")[0].strip() for line in (REPO / "requirements.txt").read_text().splitlines()]
-    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in lines
+    assert "--find-links https://download.pytorch.org/whl/cpu/torch/" in lines
     torch_pins = {}
     for line in lines:
         if line and not line.startswith("-"):
