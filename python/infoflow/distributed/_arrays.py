@@ -81,12 +81,6 @@ def _block(q, c, w=None, log_total=None, *, beta, shift, num_threads):
     batch_shape, (mi, d), nj = q.shape[:-2], q.shape[-2:], c.shape[-2]
     batch = math.prod(batch_shape)
     q3, c3 = _backend.reshape_3d(qa, batch, mi, d), _backend.reshape_3d(ca, batch, nj, d)
-    shifts = np.full(batch, shift, dtype=np.float64)
-    if log_total is not None:
-        total = np.broadcast_to(np.asarray(log_total, dtype=np.float64), batch_shape).reshape(batch)
-        if not np.all(np.isfinite(total)):
-            raise ValueError("weights: every mixture needs a positive weight (got all zeros)")
-        shifts -= total
     w3, empty = None, np.zeros(batch, dtype=bool)
     if w is not None:
         w2 = np.ascontiguousarray(np.broadcast_to(w, (*batch_shape, nj))).reshape(batch, nj)
@@ -101,6 +95,12 @@ def _block(q, c, w=None, log_total=None, *, beta, shift, num_threads):
             w2 = w2.copy()
             w2[empty] = 1
         w3 = FloatArray(w2, "numpy", "cpu", w2.dtype, w2.shape)
+    shifts = np.full(batch, shift, dtype=np.float64)
+    if log_total is not None:  # checked after this block's own weights, which may say why it is bad
+        total = np.broadcast_to(np.asarray(log_total, dtype=np.float64), batch_shape).reshape(batch)
+        if not np.all(np.isfinite(total)):
+            raise ValueError("weights: every mixture needs a positive weight (got all zeros)")
+        shifts -= total
     with worker_slot() as worker:
         out = _backend.log_density_3d(q3, c3, beta, num_threads or worker, weights=w3, shift=shifts)
     out = out.astype(np.float64)

@@ -110,7 +110,9 @@ def local_cluster(workers: int, *, threads_per_worker: int | None = None) -> Ite
     count = positive_int(workers, "workers", allow_none=False)
     threads = positive_int(threads_per_worker, "threads_per_worker")
     threads = threads or max(1, (os.cpu_count() or 1) // count)
-    cluster = LocalCluster(n_workers=count, threads_per_worker=threads, processes=True, dashboard_address=None,
+    # ":0": the scheduler's HTTP server (dashboard, metrics) on a free port; the default,
+    # 8787, may belong to another cluster on this machine.
+    cluster = LocalCluster(n_workers=count, threads_per_worker=threads, processes=True, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     try:
         client = Client(cluster)
