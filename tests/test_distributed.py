@@ -11,6 +11,8 @@ import json
 import math
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 import warnings
@@ -229,6 +231,32 @@ def test_sweep_settings_write_each_folder(tmp_path, client):
         assert config["activation"] == name and config["seed_label"] == "0"
     histories = [result["settings"][name]["history"] for name in ("tanh", "relu")]
     assert all(histories) and histories[0] != histories[1]
+
+
+def test_ctrl_c_keeps_the_finished_runs(tmp_path, client):
+    """SIGINT to the command mid-sweep (on the module's cluster, through --scheduler): exit
+    130, every finished run's folder complete, the aggregate of exactly those runs."""
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "infoflow", "reproduce", "szt", "--seeds", "4", "--out", str(out),
+               "--scheduler", client.scheduler.address, "--epochs", "2", "--points", "2", "--repeats", "2",
+               "--max-centers", "1000", "--mc-samples", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("seed_*/szt_config.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    finished = [i for i in range(4) if (out / f"seed_{i}" / "szt_config.json").exists()]
+    assert 1 <= len(finished) < 4, err
+    for i in finished:
+        assert sorted(p.name for p in (out / f"seed_{i}").iterdir()) == sorted(infoflow.experiments.szt.FILES)
+    saved = json.loads((out / "szt_seeds.json").read_text())
+    assert saved["runs"] == [f"seed_{i}" for i in finished] and saved["n_runs"] == len(finished)
 
 
 def _kill_a_busy_worker(client, killed: list, stop: threading.Event) -> None:

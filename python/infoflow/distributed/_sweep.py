@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import signal
 import sys
 import tempfile
+import threading
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Mapping
 
@@ -43,6 +45,23 @@ def _run_seed(plan, root, torch_seed: int, label: str) -> dict:
     result = {key: value for key, value in result.items() if key != "files"}
     return {"result": result, "files": files, "output": output.getvalue(), "folder": folder,
             "seconds": time.perf_counter() - started}
+
+
+@contextmanager
+def _ctrl_c_deferred():
+    """Hold a Ctrl-C (SIGINT) until the block is done, then raise it: a run's folder is
+    written whole or not at all, in milliseconds.  (Only the main thread gets signals.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def _write_run(folder: Path, plan, payload: dict) -> list[Path]:
@@ -211,7 +230,7 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
         def submit_more() -> None:
             # One run per worker at a time (each uses all its worker's threads); the
             # scheduler places each on an idle worker, and more go out as runs finish.
-            room = max(1, len(client.scheduler_info(n_workers=-1)["workers"])) - len(futures)
+            room = max(1, len(client.nthreads())) - len(futures)
             while queue and room > 0:
                 j, i = queue.pop(0)
                 root, torch_seed = runs[i]
@@ -231,9 +250,9 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
                 payload = future.result()  # a run's error is raised here
                 folder, plan = jobs[j]
                 run_folder = folder if count == 1 else folder / f"seed_{i}"
-                paths = _write_run(run_folder, plan, payload)
-                result = {**payload["result"], "files": paths}
-                finished[(j, i)] = result
+                with _ctrl_c_deferred():
+                    paths = _write_run(run_folder, plan, payload)
+                    finished[(j, i)] = {**payload["result"], "files": paths}
                 text = payload["output"].replace(payload["folder"], str(run_folder)).rstrip()
                 if text:
                     bar.write(text, file=sys.stdout)
