@@ -237,8 +237,17 @@ def _info(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     experiment = EXPERIMENTS[args.experiment]
     out = args.out or f"infoflow-{args.experiment}"
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "experiment", "out", "run")}
-    result = experiment.run(out, **options)
+    options = {k: v for k, v in vars(args).items()
+               if k not in ("command", "experiment", "out", "run", "scheduler", "workers")}
+    scheduler, workers = getattr(args, "scheduler", None), getattr(args, "workers", None)
+    if scheduler is not None or workers is not None:
+        try:
+            from .distributed import sweep
+        except ImportError as exc:  # dask is an optional extra
+            raise UsageError(str(exc)) from None
+        result = sweep(args.experiment, out, scheduler=scheduler, workers=workers, **options)
+    else:
+        result = experiment.run(out, **options)
     if result.get("interrupted"):
         # Ctrl-C stopped the run and what was done is written; the exit status still says
         # it did not finish, so that scripts and make do not take it for a full run.
@@ -247,6 +256,19 @@ def _reproduce(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     print(f"infoflow reproduce {args.experiment}: results in {Path(out).resolve()}")
     return 0
+
+
+def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
+    """--scheduler and --workers: run the seeds as Dask tasks (infoflow.distributed.sweep)."""
+    group = parser.add_argument_group(
+        "on a Dask cluster (pip install \"infoflow[distributed]\")",
+        "Run the seeds as Dask tasks, one per worker at a time on all its threads; each run's files are "
+        "written as soon as it finishes.")
+    where = group.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="address of a running Dask scheduler, e.g. tcp://host:8786")
+    where.add_argument("--workers", metavar="K", type=int, default=None,
+                       help="start a local Dask cluster of K worker processes sharing this machine's cores")
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -288,6 +310,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                               "before any computation)")
         if name == selected:
             experiment.add_arguments(sub)
+            if hasattr(experiment.load(), "seed_plan"):
+                _add_sweep_arguments(sub)
     reproduce.set_defaults(run=_reproduce)
 
     info = commands.add_parser("info", help="how infoflow was built (compiler, OpenMP, SIMD, CUDA)")

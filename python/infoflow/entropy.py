@@ -8,6 +8,7 @@ the counts of repeated samples).
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import math
 
@@ -41,6 +42,11 @@ DEFAULT_MC_QUERIES = 65536
 #: rejected up front rather than left to run for days (2**40) or to fill the memory with
 #: its list of chunks (2**62).
 MAX_MC_QUERIES = 1 << 31
+
+# The engine of :func:`entropy_nats` while infoflow.distributed's ``estimates_on(client)``
+# block runs: a callable taking entropy_nats's arguments (the same draws, kernel calls on
+# the cluster).  None: the local loop below.
+ENGINE: contextvars.ContextVar = contextvars.ContextVar("infoflow_entropy_engine", default=None)
 
 # Query coordinates generated per kernel call: bounds the memory of the noise (64 MiB of
 # float64 draws and their cast) whatever n, K and the batch size.
@@ -94,31 +100,50 @@ class _Moments:
             self.events = np.zeros(batch)  # how many |x| > _EVENT
 
     def update(self, b0: int, b1: int, x: np.ndarray, y: np.ndarray | None = None) -> None:
-        k = x.shape[1]
-        if k == 0:
+        self.merge(b0, b1, chunk_moments(x, y))
+
+    def merge(self, b0: int, b1: int, chunk: dict | None) -> None:
+        """Fold in the :func:`chunk_moments` of rows b0..b1's next queries (Chan et al.'s
+        pairwise update: exact, whatever the sizes; infoflow.distributed merges the
+        moments that workers computed this way)."""
+        if chunk is None:
             return
-        chunk_mean = x.mean(axis=1)
-        dev = x - chunk_mean[:, None]
-        chunk_m2 = (dev**2).sum(axis=1)
+        k = chunk["count"]
         n_old = self.count[b0:b1]
         total = n_old + k
-        delta = chunk_mean - self.mean[b0:b1]
-        if y is not None:
-            self.events[b0:b1] += (np.abs(x) > _EVENT).sum(axis=1)
-            chunk_mean_y = y.mean(axis=1)
-            dev_y = y - chunk_mean_y[:, None]
-            delta_y = chunk_mean_y - self.mean_y[b0:b1]
+        delta = chunk["mean"] - self.mean[b0:b1]
+        if "mean_y" in chunk:
+            self.events[b0:b1] += chunk["events"]
+            delta_y = chunk["mean_y"] - self.mean_y[b0:b1]
             self.mean_y[b0:b1] += delta_y * k / total
-            self.m2_y[b0:b1] += (dev_y**2).sum(axis=1) + delta_y**2 * n_old * k / total
-            self.m_xy[b0:b1] += (dev * dev_y).sum(axis=1) + delta * delta_y * n_old * k / total
+            self.m2_y[b0:b1] += chunk["m2_y"] + delta_y**2 * n_old * k / total
+            self.m_xy[b0:b1] += chunk["m_xy"] + delta * delta_y * n_old * k / total
         self.mean[b0:b1] += delta * k / total
-        self.m2[b0:b1] += chunk_m2 + delta**2 * n_old * k / total
+        self.m2[b0:b1] += chunk["m2"] + delta**2 * n_old * k / total
         self.count[b0:b1] = total
 
     def standard_error(self) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             variance = np.where(self.count > 1, self.m2 / np.maximum(self.count - 1, 1), np.nan)
             return np.sqrt(variance / self.count)
+
+
+def chunk_moments(x: np.ndarray, y: np.ndarray | None = None) -> dict | None:
+    """Per-row count, mean and sum of squared deviations of a chunk x (batch, k) (with y:
+    also of y, their cross products and the rare events of x), for :meth:`_Moments.merge`;
+    None for an empty chunk."""
+    k = x.shape[1]
+    if k == 0:
+        return None
+    mean = x.mean(axis=1)
+    dev = x - mean[:, None]
+    chunk = {"count": k, "mean": mean, "m2": (dev**2).sum(axis=1)}
+    if y is not None:
+        mean_y = y.mean(axis=1)
+        dev_y = y - mean_y[:, None]
+        chunk.update(events=(np.abs(x) > _EVENT).sum(axis=1), mean_y=mean_y, m2_y=(dev_y**2).sum(axis=1),
+                     m_xy=(dev * dev_y).sum(axis=1))
+    return chunk
 
 
 # Control variate.  C_r = |z_r|^2/2 - d/2 - ln(w_J/W) - H_w has mean exactly 0: the first
@@ -216,16 +241,17 @@ def _cross_fitted(halves: tuple[_Moments, _Moments]) -> tuple[np.ndarray, np.nda
     return value / total, np.sqrt(spread) / total
 
 
-def _chunks(batch: int, rows: int, dim: int):
-    """(b0, b1, r0, r1) ranges covering batch x rows in the order the noise is drawn
-    (batch-major), so the same seed gives the same draws whatever the chunking."""
+def _chunks(batch: int, rows: int, dim: int, limit: int = _CHUNK_ELEMENTS):
+    """(b0, b1, r0, r1) ranges of at most ``limit`` query coordinates (or one query)
+    covering batch x rows in the order the noise is drawn (batch-major), so the same seed
+    gives the same draws whatever the chunking."""
     per_batch = rows * dim
-    if per_batch <= _CHUNK_ELEMENTS:
-        step = max(1, _CHUNK_ELEMENTS // per_batch)
+    if per_batch <= limit:
+        step = max(1, limit // per_batch)
         for b0 in range(0, batch, step):
             yield b0, min(batch, b0 + step), 0, rows
     else:
-        step = max(1, _CHUNK_ELEMENTS // dim)
+        step = max(1, limit // dim)
         for b in range(batch):
             for r0 in range(0, rows, step):
                 yield b, b + 1, r0, min(rows, r0 + step)
@@ -371,11 +397,17 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
     stderrs include a rounding allowance of 8 units in the last place of the value.
 
     ``graph`` (an :class:`infoflow.autograd.EntropyGraph`, optional) runs the kernel on
-    the caller's tensors through autograd instead, on the same queries."""
+    the caller's tensors through autograd instead, on the same queries (always locally:
+    a distributed engine has no autograd)."""
     batch, n, d = c3.shape
-    host_weights = None if weights is None else _backend.to_numpy(weights.data)
     check_query_budget(batch * planned_queries(n, k, n_queries, weights is not None), k, n_queries,
                        f" ({batch} mixture(s) of {n} centres)")
+    engine = ENGINE.get()
+    if engine is not None and graph is None:
+        return engine(c3, beta, weights=weights, k=k, n_queries=n_queries, generator=generator,
+                      num_threads=num_threads, progress=progress, centres_ordered=centres_ordered,
+                      control_variate=control_variate)
+    host_weights = None if weights is None else _backend.to_numpy(weights.data)
     plan = _query_plan(n, host_weights, k, n_queries, generator, batch)
     log_weight = log_total_weight(weights, n)
     log_total = log_gaussian_normaliser(d, beta) + log_weight
@@ -431,14 +463,21 @@ def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = No
         for parity, half in enumerate(halves):
             cols = slice((parity - r0) % 2, None, 2)  # global query index r = r0 + column
             half.update(b0, b1, residual[:, cols], cv[:, cols])
-    if plain:
+    return finish_estimate(moments if plain else halves, None if plain else baseline, c3.dtype)
+
+
+def finish_estimate(moments, baseline: np.ndarray | None, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(value, stderr) in nats from the merged moments: a :class:`_Moments` of the plain
+    terms (``baseline`` None), or the two halves' moments of the control-variate residuals
+    (``baseline`` h_Z + H_w added back)."""
+    if baseline is None:
         value, stderr = moments.mean, moments.standard_error()
     else:
-        value, stderr = _cross_fitted(halves)
+        value, stderr = _cross_fitted(moments)
         value = value + baseline
     # The stderr also allows for the rounding of the value (the kernel's dtype), which
     # matters only where the Monte Carlo error all but vanishes (identical centres).
-    rounding = _ROUNDING_ULPS * np.finfo(c3.dtype).eps * np.maximum(np.abs(value), 1.0)
+    rounding = _ROUNDING_ULPS * np.finfo(dtype).eps * np.maximum(np.abs(value), 1.0)
     return value, np.hypot(stderr, rounding)
 
 

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .._intake import positive_int, positive_real
 from .._output import new_figure, remove_files, save_figure, stoppable, write_csv, write_json
 from .szt import DEFAULT_EPOCHS, DEFAULT_POINTS, WIDTHS, Trainer, run_training, seed_streams, split_dataset
 
-__all__ = ["run", "add_arguments", "dyadic_bin_sizes"]
+__all__ = ["run", "seed_plan", "aggregate", "add_arguments", "dyadic_bin_sizes"]
 
 #: The paper's number of bins on (-1, 1) for tanh.
 PAPER_BINS = 30
@@ -270,29 +271,47 @@ def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_siz
     dict
         ``vs_bin_size`` and ``over_epochs`` rows, ``config``, ``files``, ``interrupted``.
     """
-    from .._intake import positive_int, positive_real
+    from .seeds import run_plan
+
+    if noisy_csv is not None and positive_int(seeds, "seeds", allow_none=False) > 1:
+        raise ValueError("seeds: a noisy_csv is one run's history; train the twins (no noisy_csv) for many seeds")
+    plan = seed_plan(epochs=epochs, activation=activation, lr=lr, batch_size=batch_size, n_points=n_points,
+                     fine_bin=fine_bin, max_halvings=max_halvings, beta=beta, repeats=repeats,
+                     max_centers=max_centers, mc_samples=mc_samples, noisy_csv=noisy_csv, progress=progress,
+                     num_threads=num_threads)
+    return run_plan(plan, out_dir, seed=seed, seeds=seeds, overwrite=overwrite)
+
+
+def seed_plan(*, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_size=256, n_points=DEFAULT_POINTS,
+              fine_bin=DEFAULT_FINE_BIN, max_halvings=DEFAULT_MAX_HALVINGS, beta=0.005, repeats=DEFAULT_TWIN_REPEATS,
+              max_centers=None, mc_samples=None, noisy_csv=None, progress=True, num_threads=None):
+    """The validated options of :func:`run` (all but ``out_dir``, ``seeds``, ``seed`` and
+    ``overwrite``) as a :class:`~infoflow.experiments.seeds.SeedPlan`."""
+    from .._intake import thread_count
+    from .seeds import SeedPlan
     from .szt import _check_options
 
     _check_options(epochs, beta, activation, repeats, n_points, lr, batch_size)
     positive_real(fine_bin, "fine_bin")
     positive_int(max_halvings, "max_halvings", allow_none=False)
-    if noisy_csv is not None and positive_int(seeds, "seeds", allow_none=False) > 1:
-        raise ValueError("seeds: a noisy_csv is one run's history; train the twins (no noisy_csv) for many seeds")
+    thread_count(num_threads)
     options = dict(epochs=int(epochs), activation=activation, lr=lr, batch_size=batch_size, n_points=n_points,
                    fine_bin=fine_bin, max_halvings=max_halvings, beta=beta, repeats=repeats,
                    max_centers=max_centers, mc_samples=mc_samples, noisy_csv=noisy_csv, progress=progress,
                    num_threads=num_threads)
-    from .seeds import run_each, write_seed_aggregate
+    return SeedPlan("binning", "binning", FILES, options, num_threads)
 
-    out, results = run_each(out_dir, seed, seeds, num_threads, lambda folder, root, torch_seed, label, threads: _run(
-        folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=threads, **options),
-        name="binning", files=FILES, overwrite=overwrite)
-    if seeds == 1:
-        return results[0]
+
+def aggregate(out: Path, results, *, seed: int, runs=None) -> dict:
+    """Write ``binning_seeds.csv``/``.json``/``.png``: the mean and spread of every
+    estimator's I(X;T) across the runs' ``results``."""
+    from .seeds import write_seed_aggregate
+
+    activation = results[0]["config"]["activation"]
     return write_seed_aggregate(
         out, "binning", [{**r, "history": r["over_epochs"]} for r in results], by=("estimator", "layer"),
         title=f"Binning the deterministic SZT net ({activation}) vs the noisy twin: {len(results)} runs from "
-              f"seed {seed}", ixt_max=math.log(4096))
+              f"seed {seed}", ixt_max=math.log(4096), runs=runs)
 
 
 def _run(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, max_halvings, beta, repeats,

@@ -10,7 +10,9 @@ thinly, the mean thickly and a ±1 sd band.
 
 from __future__ import annotations
 
+import importlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -18,8 +20,8 @@ import numpy as np
 
 from .._output import new_figure, remove_files, save_figure, write_csv, write_json
 
-__all__ = ["run_each", "aggregate_files", "aggregate_histories", "peaks_by_seed", "plot_seed_bands",
-           "plot_grouped_bands", "write_seed_aggregate"]
+__all__ = ["SeedPlan", "run_plan", "run_each", "aggregate_files", "aggregate_histories", "peaks_by_seed",
+           "plot_seed_bands", "plot_grouped_bands", "write_seed_aggregate"]
 
 _QUANTITIES = ("ixt", "iyt")
 
@@ -27,6 +29,58 @@ _QUANTITIES = ("ixt", "iyt")
 def aggregate_files(name: str) -> tuple[str, ...]:
     """The files :func:`write_seed_aggregate` writes for experiment ``name``."""
     return (f"{name}_seeds.csv", f"{name}_seeds.json", f"{name}_seeds.png")
+
+
+@dataclass(frozen=True)
+class SeedPlan:
+    """One experiment's runs over seeds as plain, picklable data: what a run needs wherever it runs.
+
+    Made by an experiment's ``seed_plan(**options)``, which validates the options first;
+    :func:`run_plan` runs it here, :func:`infoflow.distributed.sweep` on a Dask cluster.
+
+    Attributes
+    ----------
+    name : str
+        The experiment (``"szt"``), which names the aggregate's files.
+    module : str
+        The module of :mod:`infoflow.experiments` whose ``_run(folder, *, root, torch_seed,
+        seed_label, kernel_threads, **options)`` makes one run and whose
+        ``aggregate(out, results, *, seed, runs)`` writes the aggregate.
+    files : tuple of str
+        The files one run writes into its folder.
+    options : dict
+        The validated keyword arguments of ``_run`` other than the seed and threads.
+    num_threads : int or None
+        The user's thread count (None: the default of :func:`run_each`).
+    """
+
+    name: str
+    module: str
+    files: tuple
+    options: dict
+    num_threads: int | None = None
+
+    def _module(self):
+        return importlib.import_module(f"{__package__}.{self.module}")
+
+    def run_one(self, folder, root, torch_seed: int, label: str, kernel_threads: int | None) -> dict:
+        """One run into ``folder``: its result dict (``history``, ``config``, ``files``, ``interrupted``, ...)."""
+        return self._module()._run(folder, root=root, torch_seed=torch_seed, seed_label=label,
+                                   kernel_threads=kernel_threads, **self.options)
+
+    def aggregate(self, out: Path, results: Sequence[dict], *, seed: int, runs: Sequence[str] | None = None) -> dict:
+        """Write the aggregate of ``results`` (runs named ``runs``, default ``seed_<i>``) into ``out``."""
+        return self._module().aggregate(out, results, seed=seed, runs=runs)
+
+
+def run_plan(plan: SeedPlan, out_dir, *, seed: int, seeds: int, overwrite: bool = False) -> dict:
+    """Run ``plan`` once per seed here (:func:`run_each`); with several seeds, write the
+    aggregate.  Returns the single run's result, or the aggregate's."""
+    out, results = run_each(out_dir, seed, seeds, plan.num_threads, plan.run_one, name=plan.name, files=plan.files,
+                            overwrite=overwrite)
+    if seeds == 1:
+        return results[0]
+    return plan.aggregate(out, results, seed=seed)
 
 
 def run_each(out_dir, seed: int, seeds: int, num_threads: int | None, run_one, *, name: str,
@@ -195,10 +249,12 @@ def plot_grouped_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[
 
 def write_seed_aggregate(out: Path, name: str, results: Sequence[dict], *, title: str,
                          by: tuple[str, ...] = ("layer",), ixt_max: float | None = None,
-                         iyt_max: float | None = None) -> dict:
+                         iyt_max: float | None = None, runs: Sequence[str] | None = None) -> dict:
     """Write ``<name>_seeds.csv``/``.json``/``.png`` for the runs' results (each a dict
     with ``history``, ``config`` and ``interrupted``) and print a summary; returns
     ``{"runs", "history" (the aggregate rows), "peaks", "files", "interrupted"}``.
+    ``runs`` names the runs' folders in the JSON (default ``seed_0``, ``seed_1``, ...;
+    a sweep stopped early names those that finished).
 
     The rows are grouped by ``by`` and epoch; with the default (per layer) the figure is
     :func:`plot_seed_bands`, otherwise :func:`plot_grouped_bands` with a panel per value
@@ -216,7 +272,8 @@ def write_seed_aggregate(out: Path, name: str, results: Sequence[dict], *, title
     remove_files(out / file for file in aggregate_files(name))  # no earlier aggregate beside this one
     files = [write_csv(out / f"{name}_seeds.csv", aggregate)] if aggregate else []
     files.append(write_json(out / f"{name}_seeds.json", {
-        "experiment": name, "n_runs": len(results), "runs": [f"seed_{i}" for i in range(len(results))],
+        "experiment": name, "n_runs": len(results),
+        "runs": list(runs) if runs is not None else [f"seed_{i}" for i in range(len(results))],
         "seed_entropy": [r["config"]["seed_entropy"] for r in results],
         "seed_spawn_key": [r["config"]["seed_spawn_key"] for r in results],
         "band": "mean ± 1 sample standard deviation across runs; min/max also given",

@@ -41,8 +41,8 @@ import numpy as np
 from .._output import remove_files, stoppable, write_csv, write_header_csv, write_json
 from ..estimate import RConvergenceWarning
 
-__all__ = ["run", "add_arguments", "split_dataset", "Trainer", "run_training", "torch_threads", "WIDTHS",
-           "PROTOCOLS", "official_schedule", "official_inputs", "run_seeds"]
+__all__ = ["run", "seed_plan", "aggregate", "add_arguments", "split_dataset", "Trainer", "run_training",
+           "torch_threads", "WIDTHS", "PROTOCOLS", "official_schedule", "official_inputs", "run_seeds"]
 
 #: The paper's architecture for the 12-bit task: input, 5 noisy hidden layers, 2 logits.
 WIDTHS = (12, 10, 7, 5, 4, 3, 2)
@@ -421,21 +421,39 @@ def run(out_dir, *, protocol="ours", seeds=1, epochs=None, beta=0.005, activatio
         of the aggregate.
     """
 
+    from .seeds import run_plan
+
+    plan = seed_plan(protocol=protocol, epochs=epochs, beta=beta, activation=activation, repeats=repeats,
+                     n_points=n_points, lr=lr, batch_size=batch_size, max_centers=max_centers, mc_samples=mc_samples,
+                     mc_queries=mc_queries, convergence=convergence, progress=progress, num_threads=num_threads)
+    return run_plan(plan, out_dir, seed=seed, seeds=seeds, overwrite=overwrite)
+
+
+def seed_plan(*, protocol="ours", epochs=None, beta=0.005, activation="tanh", repeats=None, n_points=None, lr=4e-4,
+              batch_size=256, max_centers=None, mc_samples=None, mc_queries=None, convergence=True, progress=True,
+              num_threads=None):
+    """The validated options of :func:`run` (all but ``out_dir``, ``seeds``, ``seed`` and
+    ``overwrite``) as a :class:`~infoflow.experiments.seeds.SeedPlan`, for
+    :func:`~infoflow.experiments.seeds.run_plan` or :func:`infoflow.distributed.sweep`."""
+    from .._intake import thread_count
+    from .seeds import SeedPlan
+
     epochs, repeats, n_points, mc_queries = _protocol_settings(protocol, epochs, repeats, n_points, mc_samples,
                                                                mc_queries)
     _check_options(epochs, beta, activation, repeats, n_points or 1, lr, batch_size)
+    thread_count(num_threads)
     options = dict(protocol=protocol, epochs=int(epochs), beta=beta, activation=activation, repeats=repeats,
                    n_points=n_points, lr=lr, batch_size=batch_size, max_centers=max_centers,
                    mc_samples=mc_samples, mc_queries=mc_queries, convergence=bool(convergence), progress=progress,
                    num_threads=num_threads)
-    from .seeds import run_each, write_seed_aggregate
+    return SeedPlan("szt", "szt", FILES, options, num_threads)
 
-    out, results = run_each(out_dir, seed, seeds, num_threads, lambda folder, root, torch_seed, label, threads: _run(
-        folder, root=root, torch_seed=torch_seed, seed_label=label, kernel_threads=threads, **options),
-        name="szt", files=FILES, overwrite=overwrite)
-    if seeds == 1:
-        return results[0]
-    return write_seed_aggregate(out, "szt", results, title=_title(results[0]["config"], len(results)))
+
+def aggregate(out: Path, results, *, seed: int, runs=None) -> dict:
+    """Write ``szt_seeds.csv``/``.json``/``.png``: the mean and spread of the runs' ``results``."""
+    from .seeds import write_seed_aggregate
+
+    return write_seed_aggregate(out, "szt", results, title=_title(results[0]["config"], len(results)), runs=runs)
 
 
 def _title(config: dict, n_seeds: int) -> str:

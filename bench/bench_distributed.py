@@ -1,0 +1,260 @@
+"""infoflow.distributed on local Dask clusters: the kernel's overhead and a seed sweep on 1 and 2 workers.
+
+Usage (from the repository root, with infoflow[distributed] importable; a script, not a
+pytest benchmark)::
+
+    python bench/bench_distributed.py                       # both parts; writes bench/results/distributed.json
+    python bench/bench_distributed.py --part kernel         # ~1 min
+    python bench/bench_distributed.py --part sweep --seeds 4 --sweep-args "--epochs 1000 --points 6"
+    python bench/bench_distributed.py --quick --out-dir /tmp/bd   # smoke run, a minute or two
+
+Kernel: ``log_density`` at m = n = 20000, d = 10, float32, centres and queries uniform in
+[-1, 1]^d and beta = 0.1 sqrt(d) (the data of the other benchmarks), against the local
+call on all cores.  On a LocalCluster of 2 worker processes x 1 thread: the queries in 2
+row blocks with the data already on the workers (persisted), the same sent from the
+client with each call, and the centres in 2 blocks as well (4 kernel calls and the
+log-sum-exp tree); on 1 worker x all cores, one block (the cost of one task).  Then
+``mixture_entropy`` of the 20000 centres (65536 queries) locally and on the 2 workers.
+Every time is the best of up to 10 repeats (8 s): on a shared machine the minimum is
+the closest reading of the cost.
+
+Sweep: ``infoflow reproduce szt --seeds N`` with the given options, as a command, on
+``--workers 1`` (one worker with all cores: one run at a time, the kernel on all cores),
+``--workers 2`` (two workers with an equal share: two runs at a time), a LocalCluster of
+one worker with one thread (``--scheduler``; scale-out with the per-worker resources fixed),
+and the local command without Dask.  Wall clock of each command, once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def best_of(function, repeats: int = 10, budget: float = 8.0) -> float:
+    """The fastest of up to ``repeats`` calls (at least 2), stopping after ``budget`` seconds."""
+    times = []
+    started = time.perf_counter()
+    while len(times) < repeats and (len(times) < 2 or time.perf_counter() - started < budget):
+        t = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def kernel_part(n: int, d: int) -> dict:
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    import infoflow
+    from infoflow import distributed as idist
+
+    rng = np.random.default_rng(0)
+    q = rng.uniform(-1, 1, size=(n, d)).astype(np.float32)
+    c = rng.uniform(-1, 1, size=(n, d)).astype(np.float32)
+    beta = 0.1 * math.sqrt(d)
+    cores = os.cpu_count() or 1
+    infoflow.log_density(q, c, beta)  # warm-up (thread pool, pages)
+    local = best_of(lambda: infoflow.log_density(q, c, beta))
+    expected = infoflow.log_density(q, c, beta)
+    local_entropy = best_of(lambda: infoflow.mixture_entropy(c, beta, rng=0), repeats=3)
+    rows = [{"case": f"local call, {cores} threads", "workers": 0, "seconds": local}]
+
+    def run_on(workers: int, threads: int, cases):
+        with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
+            for label, build in cases:
+                array = build(client)
+                got = array.compute()  # warm-up: imports on the workers
+                error = float(np.max(np.abs(got.astype(np.float64) - expected)))
+                seconds = best_of(array.compute)
+                rows.append({"case": label, "workers": workers, "threads_per_worker": threads, "seconds": seconds,
+                             "max_abs_difference": error})
+            if workers == 2:
+                idist.mixture_entropy(c, beta, rng=0, client=client)
+                seconds = best_of(lambda: idist.mixture_entropy(c, beta, rng=0, client=client), repeats=3)
+                a = infoflow.mixture_entropy(c, beta, rng=0)
+                b = idist.mixture_entropy(c, beta, rng=0, client=client)
+                rows.append({"case": "mixture_entropy (65536 queries), 2 workers x 1 thread", "workers": 2,
+                             "threads_per_worker": 1, "seconds": seconds, "local_seconds": local_entropy,
+                             "max_abs_difference": abs(a.value - b.value)})
+
+    half = n // 2
+
+    def persisted(q_rows, c_rows):
+        def build(client):
+            qd = client.persist(da.from_array(q, chunks=(q_rows, d)))
+            cd = client.persist(da.from_array(c, chunks=(c_rows, d)))
+            return idist.log_density(qd, cd, beta)
+        return build
+
+    def from_client(client):
+        return idist.log_density(da.from_array(q, chunks=(half, d)), c, beta)
+
+    run_on(2, max(1, cores // 2), [
+        ("2 workers: 2 query blocks, data on the workers", persisted(half, n)),
+        ("2 workers: 2 query blocks, data sent from the client", from_client),
+        ("2 workers: 2 query x 2 centre blocks + LSE tree, data on the workers", persisted(half, half)),
+    ])
+    run_on(1, cores, [("1 worker: 1 block, data on the worker", persisted(n, n))])
+    for row in rows:  # the entropy row against the local entropy, the others against the local call
+        row["ratio_to_local"] = row["seconds"] / row.get("local_seconds", local)
+    return {"n": n, "d": d, "beta": beta, "dtype": "float32", "cores": cores, "local_seconds": local,
+            "local_entropy_seconds": local_entropy, "rows": rows}
+
+
+#: The sweep's cases: (name, how the command reaches a cluster).  "1x1" is a LocalCluster of
+#: one worker with one thread, started here and reached through --scheduler: scale-out with
+#: the per-worker resources fixed, next to the two with the machine's cores shared.
+SWEEP_CASES = ("--workers 1", "--workers 2", "1 worker x 1 thread", "local (no Dask)")
+
+
+def _sweep_command(case: str, seeds: int, sweep_args: str, out: str, stack) -> list[str]:
+    command = [sys.executable, "-m", "infoflow", "reproduce", "szt", "--seeds", str(seeds), "--out", out,
+               *shlex.split(sweep_args)]
+    if case.startswith("--workers"):
+        return command + case.split()
+    if case == "1 worker x 1 thread":
+        from distributed import LocalCluster
+
+        cluster = stack.enter_context(LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                                   dashboard_address=":0"))
+        return command + ["--scheduler", cluster.scheduler_address]
+    return command
+
+
+def sweep_part(seeds: int, sweep_args: str, cases) -> dict:
+    import contextlib
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="infoflow-bench-sweep-") as tmp:
+        for index, case in enumerate(cases):
+            out = os.path.join(tmp, f"case{index}")
+            with contextlib.ExitStack() as stack:
+                command = _sweep_command(case, seeds, sweep_args, out, stack)
+                print("$", " ".join(shlex.quote(a) for a in command[1:]), flush=True)
+                started = time.perf_counter()
+                done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                seconds = time.perf_counter() - started
+            if done.returncode != 0:
+                raise SystemExit(f"{case}: exit {done.returncode}\n{done.stderr[-2000:]}")
+            with open(os.path.join(out, "szt_seeds.json")) as handle:
+                aggregate = json.load(handle)["aggregate"]
+            runs = []
+            for i in range(seeds):
+                with open(os.path.join(out, f"seed_{i}", "szt_config.json")) as handle:
+                    runs.append(json.load(handle))
+            last = max(row["epoch"] for row in aggregate)
+            rows.append({"case": case, "seconds": seconds, "run_seconds": [r["seconds"] for r in runs],
+                         "estimator_threads": [r["estimator_threads"] for r in runs],
+                         "last_ixt_mean": [row["ixt_mean"] for row in aggregate if row["epoch"] == last]})
+            print(f"  {seconds:.1f} s", flush=True)
+    return {"seeds": seeds, "sweep_args": sweep_args, "rows": rows,
+            "command": f"infoflow reproduce szt --seeds {seeds} {sweep_args} --workers K"}
+
+
+def _finish_sweep(sweep: dict) -> dict:
+    """Ratios to the 1-worker case and whether every case gave the same values."""
+    one = next((r["seconds"] for r in sweep["rows"] if r["case"] == "--workers 1"), None)
+    for row in sweep["rows"]:
+        row["ratio_to_1_worker"] = None if one is None else row["seconds"] / one
+    sweep["same_values"] = len({tuple(r["last_ixt_mean"]) for r in sweep["rows"]}) == 1
+    return sweep
+
+
+def markdown(result: dict) -> str:
+    lines = []
+    kernel = result.get("kernel")
+    if kernel:
+        lines += [f"log_density, m = n = {kernel['n']}, d = {kernel['d']}, float32, {kernel['cores']} cores "
+                  f"(local call {kernel['local_seconds'] * 1e3:.1f} ms):", "",
+                  "| case | seconds | x local | max abs difference |", "|---|---:|---:|---:|"]
+        for row in kernel["rows"]:
+            diff = row.get("max_abs_difference")
+            lines.append(f"| {row['case']} | {row['seconds']:.3f} | {row['ratio_to_local']:.1f} | "
+                         f"{'' if diff is None else f'{diff:.1e}'} |")
+        entropy = [r for r in kernel["rows"] if "local_seconds" in r]
+        for row in entropy:
+            lines += ["", f"mixture_entropy of the {kernel['n']} centres: local {row['local_seconds']:.2f} s, "
+                          f"2 workers {row['seconds']:.2f} s (|difference| {row['max_abs_difference']:.1e} nats)."]
+    sweep = result.get("sweep")
+    if sweep:
+        lines += ["", f"`{sweep['command']}` ({sweep['seeds']} seeds), wall clock:", "",
+                  "| case | seconds | x 1 worker | seconds per run |", "|---|---:|---:|---|"]
+        for row in sweep["rows"]:
+            per_run = ", ".join(f"{s:.0f}" for s in row["run_seconds"])
+            ratio = row.get("ratio_to_1_worker")
+            lines.append(f"| {row['case']} | {row['seconds']:.0f} | {'' if ratio is None else f'{ratio:.2f}'} | "
+                         f"{per_run} |")
+        lines += ["", f"Same aggregate values in every case: {sweep['same_values']}."]
+    return "\n".join(lines)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--part", choices=("kernel", "sweep", "both"), default="both")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--sweep-args", default="--epochs 1000 --points 6",
+                        help="options of infoflow reproduce szt for every run (default: %(default)s)")
+    parser.add_argument("--cases", nargs="+", choices=SWEEP_CASES, default=list(SWEEP_CASES),
+                        help="sweep cases to run (default: all); rows of other cases already in the JSON are kept")
+    parser.add_argument("--quick", action="store_true", help="smoke run: small n, 2 seeds of a tiny schedule")
+    parser.add_argument("--out-dir", default=os.path.join(HERE, "results"))
+    args = parser.parse_args(argv)
+    import infoflow
+
+    info = infoflow.build_info()
+    result = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
+                          "cores": os.cpu_count(), "cpu": _cpu_model(), "simd_runtime": info["simd_runtime"],
+                          "infoflow": info["version"]}}
+    if args.quick:
+        args.seeds, args.sweep_args = 2, "--epochs 20 --points 3 --repeats 2 --mc-samples 2"
+    if args.part in ("kernel", "both"):
+        result["kernel"] = kernel_part(2000 if args.quick else 20000, 10)
+    os.makedirs(args.out_dir, exist_ok=True)
+    path = os.path.join(args.out_dir, "distributed.json")
+    previous = {}
+    if os.path.exists(path):
+        with open(path) as handle:
+            previous = json.load(handle)  # keep the figures this run does not remeasure
+    if args.part in ("sweep", "both"):
+        sweep = sweep_part(args.seeds, args.sweep_args, args.cases)
+        old = previous.get("sweep")
+        if old and (old["seeds"], old["sweep_args"]) == (args.seeds, args.sweep_args):
+            fresh = {row["case"] for row in sweep["rows"]}
+            kept = [row for row in old["rows"] if row["case"] not in fresh]
+            sweep["rows"] = sorted(kept + sweep["rows"], key=lambda row: SWEEP_CASES.index(row["case"]))
+        result["sweep"] = _finish_sweep(sweep)
+    merged = {**previous, **result}
+    with open(path, "w") as handle:
+        json.dump(merged, handle, indent=2)
+    print(markdown(merged))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
