@@ -147,7 +147,7 @@ def _kernel(queries, centers, beta, weights, num_threads, split_every, normalise
             args += [log_total, batch]
     partial = da.blockwise(_block, (*batch, "i", "j"), *args, adjust_chunks={"j": lambda _: 1}, dtype=np.float64,
                            concatenate=True, meta=np.empty((0,) * (nb + 2), dtype=np.float64), beta=beta,
-                           shift=shift, num_threads=threads, name="infoflow-lse-block")
+                           shift=shift, num_threads=threads, token="infoflow-lse-block")
     if partial.numblocks[-1] == 1:
         return partial[..., 0].astype(dtype)
     return da.reduction(partial, _lse_chunk, functools.partial(_lse_aggregate, dtype=dtype),
