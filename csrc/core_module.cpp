@@ -33,14 +33,10 @@ infoflow::cpu::StridedView3<T> view3(const py::array_t<T>& a, const char* name) 
   return v;
 }
 
+// The checked shapes, beta and thread count of a forward or backward call.
 template <class T>
-py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& centers,
-                       double beta, int num_threads, const std::string& isa,
-                       const std::string& screen,
-                       const std::optional<py::array_t<std::int64_t>>& near_centre,
-                       bool return_stats, const std::string& prune,
-                       const std::optional<py::array_t<T>>& weights, bool centres_ordered,
-                       const std::optional<py::array_t<double>>& shift) {
+infoflow::cpu::Problem<T> problem(const py::array_t<T>& queries, const py::array_t<T>& centers, double beta,
+                                  int num_threads) {
   infoflow::cpu::Problem<T> p{view3(queries, "queries"), view3(centers, "centers"), nullptr,
                               0, 0, 0, 0, beta, num_threads};
   p.batch = queries.shape(0);
@@ -53,6 +49,18 @@ py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& cent
   if (!(std::isfinite(beta) && beta > 0)) throw std::invalid_argument("beta: must be > 0");
   if (num_threads < 0 || num_threads > kMaxThreads)
     throw std::invalid_argument("num_threads: must lie in [0, " + std::to_string(kMaxThreads) + "]");
+  return p;
+}
+
+template <class T>
+py::object log_density(const py::array_t<T>& queries, const py::array_t<T>& centers,
+                       double beta, int num_threads, const std::string& isa,
+                       const std::string& screen,
+                       const std::optional<py::array_t<std::int64_t>>& near_centre,
+                       bool return_stats, const std::string& prune,
+                       const std::optional<py::array_t<T>>& weights, bool centres_ordered,
+                       const std::optional<py::array_t<double>>& shift) {
+  auto p = problem(queries, centers, beta, num_threads);
   const auto chosen = infoflow::cpu::parse_isa(isa);
   p.screen = infoflow::cpu::parse_screen(screen);
   p.prune = infoflow::cpu::parse_prune(prune);
@@ -120,18 +128,7 @@ py::tuple log_density_backward(const py::array_t<T>& queries, const py::array_t<
                                int num_threads, const std::string& isa,
                                const std::optional<py::array_t<T>>& weights, bool want_queries,
                                bool want_centers, bool want_beta, bool want_weights) {
-  infoflow::cpu::Problem<T> p{view3(queries, "queries"), view3(centers, "centers"), nullptr,
-                              0, 0, 0, 0, beta, num_threads};
-  p.batch = queries.shape(0);
-  p.m = queries.shape(1);
-  p.n = centers.shape(1);
-  p.d = queries.shape(2);
-  if (centers.shape(0) != p.batch || centers.shape(2) != p.d)
-    throw std::invalid_argument("centers: batch size and dimension must match queries");
-  if (p.n < 1 || p.d < 1) throw std::invalid_argument("centers: need n >= 1 and d >= 1");
-  if (!(std::isfinite(beta) && beta > 0)) throw std::invalid_argument("beta: must be > 0");
-  if (num_threads < 0 || num_threads > kMaxThreads)
-    throw std::invalid_argument("num_threads: must lie in [0, " + std::to_string(kMaxThreads) + "]");
+  auto p = problem(queries, centers, beta, num_threads);
   for (const auto* a : {&lse, &upstream})
     if (a->ndim() != 2 || a->shape(0) != p.batch || a->shape(1) != p.m || !(a->flags() & py::array::c_style))
       throw std::invalid_argument("lse, upstream: must be C-contiguous (batch, m) float64 arrays");

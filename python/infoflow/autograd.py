@@ -154,7 +154,7 @@ def _chunked_backward(q, c, beta, w, lse, upstream, want_q, want_c, want_beta, w
             None if grad_w is None else grad_w.to(q.dtype))
 
 
-def beta_tensor(beta: Any, like: torch.Tensor) -> torch.Tensor:
+def beta_tensor(beta: Any) -> torch.Tensor:
     """beta as a 0-d float64 tensor on the CPU (a tensor keeps its graph)."""
     if isinstance(beta, torch.Tensor):
         return beta.reshape(()).to(torch.float64)
@@ -168,7 +168,7 @@ def gaussian_lse_graph(queries: torch.Tensor, centers: torch.Tensor, beta: Any, 
     beta and the weights) as a differentiable shift."""
     batch, _, d = queries.shape
     n = centers.shape[1]
-    b = beta_tensor(beta, queries)
+    b = beta_tensor(beta)
     shift = None
     if normalise:
         log_total = (torch.full((batch,), math.log(n), dtype=torch.float64) if weights is None
@@ -192,7 +192,7 @@ class EntropyGraph:
 
     def __init__(self, centers: torch.Tensor, beta: Any, weights: torch.Tensor | None, num_threads: int | None):
         self.centers = centers  # (batch, n, d), the caller's tensor (reshaped)
-        self.beta = beta_tensor(beta, centers)
+        self.beta = beta_tensor(beta)
         self.weights = weights
         self.num_threads = num_threads
         self.blocks: list[tuple[int, int, int, torch.Tensor]] = []  # (b0, b1, r0, log g) per chunk
