@@ -62,6 +62,36 @@ def test_medium_case_matches_dense_autograd(rng, weighted, threads):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-11 * float(b.abs().max())), name
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_compact_and_wide_query_tiles(rng, dtype, threads):
+    # The kernel takes a register tile of consecutive queries in the form expanded around
+    # its first query when they lie within a few beta of it, and by direct differences
+    # otherwise: queries in runs of each kind (and runs of odd lengths, so tiles straddle
+    # them) must give the dense reference's gradients either way.
+    beta = 0.2
+    runs = []
+    for length in (2, 3, 5, 7, 4, 6, 9, 1, 8):
+        centre = rng.uniform(-3, 3, size=(1, 4))
+        runs.append(centre + 0.3 * beta * rng.normal(size=(length, 4)))  # compact
+        runs.append(rng.uniform(-3, 3, size=(length, 4)))  # wide
+    q64 = torch.from_numpy(np.concatenate(runs)).requires_grad_()
+    near = q64.detach().numpy()[::2]
+    c64 = torch.from_numpy(np.concatenate([near + beta * rng.normal(size=near.shape),
+                                           rng.uniform(-3, 3, size=(60, 4))])).requires_grad_()
+    upstream = torch.from_numpy(rng.normal(size=q64.shape[0]))
+    expected = torch.autograd.grad((dense_log_density(q64, c64, beta) * upstream).sum(), (q64, c64))
+    q, c = (x.detach().to(dtype).requires_grad_() for x in (q64, c64))
+    got = torch.autograd.grad((infoflow.log_density(q, c, beta, num_threads=threads) * upstream.to(dtype)).sum(),
+                              (q, c))
+    for a, b in zip(got, expected):
+        assert a.dtype == dtype
+        if dtype == torch.float64:
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-11 * float(b.abs().max()))
+        else:  # the float32 contract of test_float32_gradients_against_float64
+            assert float((a.double() - b).abs().max()) <= 2e-4 * float(b.abs().max())
+
+
 @pytest.mark.parametrize("beta", [0.05, 0.5, 3.0])
 def test_float32_gradients_against_float64(rng, beta):
     # Stated tolerance: float32 gradients agree with float64 to 2e-4 of the largest

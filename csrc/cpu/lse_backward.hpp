@@ -11,8 +11,9 @@
 //   dw_j = sum_i g_i exp(s_ij - L_i)
 //
 // FlashAttention's scheme: L is saved by the forward and r recomputed here, so memory is
-// O((m + n) d), never m x n.  The differences c_j - q_i are summed directly rather than
-// as sum_j r_ij c_j - q_i, which at small beta would cancel to a few digits.
+// O((m + n) d), never m x n.  The coordinate sums are never taken as sum_j r_ij c_j - q_i,
+// which at small beta would cancel to a few digits: either from the differences c_j - q_i
+// or, for a tile of nearby queries, expanded around one of them (see backward_block).
 //
 // Work layout.  Rows and columns are both sums over pairs, so one fused pass computes
 // each pair's distance and responsibility once and adds it to both.  To give every sum a
@@ -25,17 +26,70 @@
 
 template <class T>
 struct BackwardScratch {
-  AlignedArray<T> qbuf, r, neg_gr, row, col;
+  AlignedArray<T> qbuf, shifted, diff, row, col;
   BackwardScratch(index_t d, index_t max_groups)
-      : qbuf(Simd<T>::tile_q * d), r(Simd<T>::tile_q * Layout<T>::G), neg_gr(Simd<T>::tile_q * Layout<T>::G),
-        row(Simd<T>::tile_q * (d + 1) * Simd<T>::lanes), col(max_groups * (d + 2) * Layout<T>::G) {}
+      : qbuf(Simd<T>::tile_q * d), shifted(2 * Simd<T>::tile_q * d), diff(d * Simd<T>::tile_q * Layout<T>::G),
+        row(Simd<T>::tile_q * (d + 2) * Simd<T>::lanes), col(max_groups * (d + 2) * Layout<T>::G) {}
 };
+
+// A tile whose queries lie within kCompactTile beta of its first query, coordinate by
+// coordinate, takes the coordinate sums in the form expanded around that query (see
+// backward_block); its rounding error is then at most a few times that of the direct
+// differences.
+constexpr double kCompactTile = 8.0;
+
+// Queries per call of backward_block: its column partials, summed in T over the chunk,
+// go to double at its end (n (d + 2) conversions, which at 64 queries cost a tenth of
+// the pass), and Ctrl-C is polled between chunks.
+constexpr index_t kBackwardChunk = 256;
+
+// Squared distances of the tile's queries to one packed group, by direct differences.
+// The differences c_jk - q_ak are kept in `diff` ([k][a][v] vectors) for every query
+// when kAllRows, else for the first query only ([k][v]: the group relative to it).
+template <class T, bool kAllRows>
+inline void distance_tile_keeping_differences(const T* __restrict q, const T* __restrict group, index_t d,
+                                              T* __restrict diff,
+                                              typename Simd<T>::V (&dist)[Simd<T>::tile_q][Simd<T>::tile_v]) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
+  constexpr int kKept = kAllRows ? kTileQ : 1;
+  for (int a = 0; a < kTileQ; ++a)
+    for (int v = 0; v < kTileV; ++v) dist[a][v] = V{};
+  for (index_t k = 0; k < d; ++k) {
+    V c[kTileV];
+    for (int v = 0; v < kTileV; ++v) c[v] = load<V>(group + (k * kTileV + v) * L);
+    T* diff_k = diff + k * kKept * kTileV * L;
+    for (int a = 0; a < kTileQ; ++a) {
+      const V qk = splat<V>(q[a * d + k]);
+      for (int v = 0; v < kTileV; ++v) {
+        const V delta = c[v] - qk;
+        if (a < kKept) store(diff_k + (a * kTileV + v) * L, delta);
+        dist[a][v] += delta * delta;
+      }
+    }
+  }
+}
 
 // Adds the pairs of queries i0..i1 and the packed groups g0..g1 of mixture b to its row
 // sums (d + 1 per query: sum_j r_ij (c_j - q_i), then sum_j r_ij D_ij; `rows` starts at
 // query i0) and column sums (d + 2 per centre: sum_i g_i r_ij (q_i - c_j), sum_i g_i r_ij,
 // sum_i g_i e_ij; `cols` starts at group g0), all in double.  Within the call, partial
 // sums are vectors of T: a query's over the groups, a group's over the queries.
+//
+// The coordinate sums cost most.  Taken from direct differences they need the tile's
+// tile_q x G x d differences twice, once per sum; register pressure (16 AVX2 registers)
+// keeps the two sums apart, and storing the differences costs as much as recomputing
+// them.  A compact tile instead expands both sums around its first query o:
+//
+//   sum_j r_aj (c_j - q_a)     = sum_j r_aj (c_j - o) - (q_a - o) sum_j r_aj
+//   sum_a g_a r_aj (q_a - c_j) = sum_a r_aj g_a (q_a - o) - (c_j - o) sum_a g_a r_aj
+//
+// where c_j - o are the first query's differences (kept by the distance pass, one store
+// per centre and coordinate), the row correction waits for the end of the tile (it needs
+// only sum_j r_aj), and one loop adds both sums with the responsibilities in registers:
+// two FMAs per pair and coordinate, no subtraction.  Relevant centres lie within ~13 beta
+// of a query, so every term is at most ~(13 + 2 kCompactTile) beta: the cancellation
+// costs a few bits of T, never the result.  Other tiles take the direct form.
 template <class T>
 void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout<T>& lay,
                     const PackedCentres<T>& packed, index_t b, index_t i0, index_t i1, index_t g0, index_t g1,
@@ -47,41 +101,47 @@ void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout
   const index_t d = p.d;
   const double scale = exponent_scale(p.beta);
   const T neg_scale = static_cast<T>(-scale);
-  const bool want_columns = grads.centers != nullptr || grads.weights != nullptr;
-  const bool want_rows = grads.queries != nullptr || grads.beta != nullptr;
+  const T compact_limit = static_cast<T>(kCompactTile * p.beta);
+  const bool want_q = grads.queries != nullptr, want_c = grads.centers != nullptr;
+  const bool want_columns = want_c || grads.weights != nullptr;
+  const bool want_rows = want_q || grads.beta != nullptr;
   const double* lse = grads.lse + b * p.m;
   const double* upstream = grads.upstream + b * p.m;
   const index_t col_width = (d + 2) * G;  // one group's column partials: [k][G]
+  const index_t row_width = (d + 2) * L;  // one query's row partials: [k][L], then D, then sum r
   std::fill(s.col.ptr, s.col.ptr + (g1 - g0) * col_width, T(0));
+  T* q_rel = s.shifted.ptr;                     // q_a - o, [a][k]
+  T* gq_rel = s.shifted.ptr + kTileQ * d;       // g_a (q_a - o), [a][k]
 
   for (index_t t0 = i0; t0 < i1; t0 += kTileQ) {
     const int count = static_cast<int>(std::min<index_t>(kTileQ, i1 - t0));
     // The tile's queries, and per query the reference distance D_ref = -(L - ln w_max) /
     // scale: r = exp((D + o - D_ref) (-scale)) then needs no large T subtraction.
-    // Padding rows get D_ref = -inf (r ~ 0) and g = 0.
+    // Padding rows repeat the first query, with D_ref = -inf (r ~ 0) and g = 0.
     T reference[kTileQ], weight_shift[kTileQ], grad_up[kTileQ];
+    bool compact = true;
     for (int a = 0; a < kTileQ; ++a) {
       T* q = s.qbuf.ptr + a * d;
-      if (a < count) {
-        for (index_t k = 0; k < d; ++k) q[k] = p.queries(b, t0 + a, k);
-        reference[a] = static_cast<T>(-(lse[t0 + a] - packed.log_max_weight[b]) / scale);
-        weight_shift[a] = static_cast<T>(-lse[t0 + a] / scale);
-        grad_up[a] = static_cast<T>(upstream[t0 + a]);
-      } else {
-        std::fill(q, q + d, T(0));
-        reference[a] = weight_shift[a] = -kInf;
-        grad_up[a] = T(0);
+      const bool real = a < count;
+      for (index_t k = 0; k < d; ++k) q[k] = p.queries(b, real ? t0 + a : t0, k);
+      reference[a] = real ? static_cast<T>(-(lse[t0 + a] - packed.log_max_weight[b]) / scale) : -kInf;
+      weight_shift[a] = real ? static_cast<T>(-lse[t0 + a] / scale) : -kInf;
+      grad_up[a] = real ? static_cast<T>(upstream[t0 + a]) : T(0);
+      for (index_t k = 0; k < d; ++k) {
+        q_rel[a * d + k] = q[k] - s.qbuf.ptr[k];
+        gq_rel[a * d + k] = grad_up[a] * q_rel[a * d + k];
+        compact = compact && std::abs(q_rel[a * d + k]) <= compact_limit;
       }
     }
-    std::fill(s.row.ptr, s.row.ptr + kTileQ * (d + 1) * L, T(0));
+    std::fill(s.row.ptr, s.row.ptr + kTileQ * row_width, T(0));
     for (index_t g = g0; g < g1; ++g) {
       const T* group = packed.group(b, g, lay);
       T* col = s.col.ptr + (g - g0) * col_width;
       V dist[kTileQ][kTileV];
-      tile_accumulate<T>(s.qbuf.ptr, group, d, dist, [](V c, V qk) {
-        const V diff = c - qk;
-        return diff * diff;
-      });
+      if (compact)
+        distance_tile_keeping_differences<T, false>(s.qbuf.ptr, group, d, s.diff.ptr, dist);
+      else
+        distance_tile_keeping_differences<T, true>(s.qbuf.ptr, group, d, s.diff.ptr, dist);
       // Offsets: ln(w_max / w_j) / scale with weights, +inf for zero weights and padding.
       V offset[kTileV];
       const index_t valid = std::min<index_t>(G, p.n - g * G);
@@ -105,65 +165,97 @@ void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout
       T largest = largest_exponent[0];
       for (int l = 1; l < L; ++l) largest = std::max(largest, largest_exponent[l]);
       if (largest < -kNegligible<T> && grads.weights == nullptr) continue;
+      V r[kTileQ][kTileV];
       for (int a = 0; a < kTileQ; ++a) {
-        V dr = V{};
+        V dr = V{}, sum_r = V{};
         for (int v = 0; v < kTileV; ++v) {
           const V e = vexp(exponent[a][v]);
-          const V r = offset[v] < splat<V>(kInf) ? e : V{};  // exactly 0 for absent centres
-          store(s.r.ptr + a * G + v * L, r);
-          store(s.neg_gr.ptr + a * G + v * L, r * -grad_up[a]);
-          dr += r * dist[a][v];
+          r[a][v] = offset[v] < splat<V>(kInf) ? e : V{};  // exactly 0 for absent centres
+          dr += r[a][v] * dist[a][v];
+          sum_r += r[a][v];
         }
-        if (grads.beta != nullptr) {
-          T* row_d = s.row.ptr + (a * (d + 1) + d) * L;
-          store(row_d, load<V>(row_d) + dr);
-        }
+        T* row = s.row.ptr + a * row_width;
+        store(row + d * L, load<V>(row + d * L) + dr);
+        store(row + (d + 1) * L, load<V>(row + (d + 1) * L) + sum_r);
       }
-      // Coordinates: row sums r (c - q) and column sums g r (q - c) from one difference.
-      for (index_t k = 0; k < d; ++k) {
-        V c[kTileV], col_k[kTileV];
-        for (int v = 0; v < kTileV; ++v) {
-          c[v] = load<V>(group + (k * kTileV + v) * L);
-          col_k[v] = load<V>(col + k * G + v * L);
-        }
-        // All kTileQ rows (padding rows have g = 0 and are never written out), so that
-        // the loops unroll: one difference and two FMAs per pair and coordinate.
-        for (int a = 0; a < kTileQ; ++a) {
-          const V qk = splat<V>(s.qbuf.ptr[a * d + k]);
-          V row = V{};
-          for (int v = 0; v < kTileV; ++v) {
-            const V diff = c[v] - qk;
-            row += load<V>(s.r.ptr + a * G + v * L) * diff;
-            col_k[v] += load<V>(s.neg_gr.ptr + a * G + v * L) * diff;
-          }
-          T* row_k = s.row.ptr + (a * (d + 1) + k) * L;
-          store(row_k, load<V>(row_k) + row);
-        }
-        for (int v = 0; v < kTileV; ++v) store(col + k * G + v * L, col_k[v]);
-      }
+      // Column totals sum_a g_a r_aj (all rows, unrolled: padding rows have g = 0), and
+      // the weights' own sums; after them only r is live in the coordinate loops.
+      V total[kTileV];
       if (want_columns) {
         for (int v = 0; v < kTileV; ++v) {
-          V total = load<V>(col + d * G + v * L), total_e = load<V>(col + (d + 1) * G + v * L);
-          for (int a = 0; a < count; ++a) {
-            total += load<V>(s.r.ptr + a * G + v * L) * grad_up[a];
-            if (grads.weights != nullptr) {  // e_ij = exp(s_ij - L_i), the weight's own derivative
-              // (zero weights included; padding centres are never written out)
+          total[v] = V{};
+          V total_e = load<V>(col + (d + 1) * G + v * L);
+          for (int a = 0; a < kTileQ; ++a) {
+            total[v] += r[a][v] * grad_up[a];
+            if (grads.weights != nullptr)  // e_ij = exp(s_ij - L_i), the weight's own derivative
               total_e += vexp((dist[a][v] - splat<V>(weight_shift[a])) * neg_scale) * grad_up[a];
+          }
+          store(col + d * G + v * L, load<V>(col + d * G + v * L) + total[v]);
+          store(col + (d + 1) * G + v * L, total_e);
+        }
+      }
+      if (compact) {
+        for (index_t k = 0; k < d; ++k) {
+          const T* c_rel = s.diff.ptr + k * kTileV * L;  // c_j - o
+          V col_k[kTileV];
+          if (want_c)
+            for (int v = 0; v < kTileV; ++v)
+              col_k[v] = load<V>(col + k * G + v * L) - load<V>(c_rel + v * L) * total[v];
+          for (int a = 0; a < kTileQ; ++a) {
+            if (want_q) {
+              T* row_k = s.row.ptr + a * row_width + k * L;
+              V acc = load<V>(row_k);
+              for (int v = 0; v < kTileV; ++v) acc += r[a][v] * load<V>(c_rel + v * L);
+              store(row_k, acc);
+            }
+            if (want_c) {
+              const V u = splat<V>(gq_rel[a * d + k]);
+              for (int v = 0; v < kTileV; ++v) col_k[v] += r[a][v] * u;
             }
           }
-          store(col + d * G + v * L, total);
-          store(col + (d + 1) * G + v * L, total_e);
+          if (want_c)
+            for (int v = 0; v < kTileV; ++v) store(col + k * G + v * L, col_k[v]);
+        }
+      } else {
+        // Direct differences: row sums r (c - q), then column sums g r (q - c), each
+        // pass with its factors in registers (both at once would not fit).
+        if (want_q) {
+          for (index_t k = 0; k < d; ++k) {
+            const T* diff_k = s.diff.ptr + k * kTileQ * kTileV * L;
+            for (int a = 0; a < kTileQ; ++a) {
+              T* row_k = s.row.ptr + a * row_width + k * L;
+              V acc = load<V>(row_k);
+              for (int v = 0; v < kTileV; ++v) acc += r[a][v] * load<V>(diff_k + (a * kTileV + v) * L);
+              store(row_k, acc);
+            }
+          }
+        }
+        if (want_c) {
+          for (int a = 0; a < kTileQ; ++a)  // r is not needed after this: -g r in its place
+            for (int v = 0; v < kTileV; ++v) r[a][v] *= -grad_up[a];
+          for (index_t k = 0; k < d; ++k) {
+            const T* diff_k = s.diff.ptr + k * kTileQ * kTileV * L;
+            for (int v = 0; v < kTileV; ++v) {
+              V acc = load<V>(col + k * G + v * L);
+              for (int a = 0; a < kTileQ; ++a) acc += r[a][v] * load<V>(diff_k + (a * kTileV + v) * L);
+              store(col + k * G + v * L, acc);
+            }
+          }
         }
       }
     }
     if (want_rows) {
-      for (int a = 0; a < count; ++a)
+      for (int a = 0; a < count; ++a) {
+        const T* row = s.row.ptr + a * row_width;
+        const V sum_r = load<V>(row + (d + 1) * L);
         for (index_t k = 0; k <= d; ++k) {
-          const V sum = load<V>(s.row.ptr + (a * (d + 1) + k) * L);
-          double total = 0.0;
-          for (int l = 0; l < L; ++l) total += static_cast<double>(sum[l]);
-          rows[(t0 + a - i0) * (d + 1) + k] += total;
+          V sum = load<V>(row + k * L);
+          if (compact && k < d) sum -= splat<V>(q_rel[a * d + k]) * sum_r;  // the expansion's correction
+          double value = 0.0;
+          for (int l = 0; l < L; ++l) value += static_cast<double>(sum[l]);
+          rows[(t0 + a - i0) * (d + 1) + k] += value;
         }
+      }
     }
   }
   if (want_columns) {
@@ -235,8 +327,8 @@ bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrup
         rows.assign(p.m * (d + 1), 0.0);
         cols.assign(lay.groups * G * (d + 2), 0.0);
         // Queries in chunks, so that a long mixture still polls for Ctrl-C.
-        for (index_t i0 = 0; i0 < p.m && !cancel(polls); i0 += kMaxQueriesPerTask) {
-          const index_t i1 = std::min(p.m, i0 + kMaxQueriesPerTask);
+        for (index_t i0 = 0; i0 < p.m && !cancel(polls); i0 += kBackwardChunk) {
+          const index_t i1 = std::min(p.m, i0 + kBackwardChunk);
           backward_block(p, grads, lay, packed, b, i0, i1, 0, lay.groups, rows.data() + i0 * (d + 1),
                          cols.data(), s);
         }
@@ -270,8 +362,8 @@ bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrup
         for (index_t t = 0; t < stripes; ++t) {
           const index_t c = (t + round) % stripes;
           const index_t g0 = group_edge(c), g1 = group_edge(c + 1);
-          for (index_t i0 = query_edge(t); i0 < query_edge(t + 1) && !cancel(polls); i0 += kMaxQueriesPerTask) {
-            const index_t i1 = std::min(query_edge(t + 1), i0 + kMaxQueriesPerTask);
+          for (index_t i0 = query_edge(t); i0 < query_edge(t + 1) && !cancel(polls); i0 += kBackwardChunk) {
+            const index_t i1 = std::min(query_edge(t + 1), i0 + kBackwardChunk);
             backward_block(p, grads, lay, packed, b, i0, i1, g0, g1, rows.data() + i0 * (d + 1),
                            cols.data() + g0 * G * (d + 2), s);
           }
