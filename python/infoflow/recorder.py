@@ -101,6 +101,23 @@ class InformationPlane:
 
     Examples
     --------
+    A small network on 32 random inputs, recorded at 3 of its 11 epochs (training would
+    follow each ``maybe_record``):
+
+    >>> import torch
+    >>> from infoflow.nn import NoisyMLP
+    >>> x = torch.rand(32, 4)
+    >>> y = (x[:, 0] > 0.5).long()
+    >>> plane = InformationPlane(NoisyMLP([4, 3, 2], beta=0.1), x, y, max_epoch=10, n_points=3, repeats=2, rng=0)
+    >>> plane.schedule
+    [0, 1, 10]
+    >>> for epoch in range(11):
+    ...     _ = plane.maybe_record(epoch)
+    >>> plane.recorded_epochs, len(plane.history)  # 3 epochs x 1 noisy layer
+    ([0, 1, 10], 3)
+
+    In a training loop of 1000 epochs, saved and drawn at the end:
+
     >>> plane = InformationPlane(net, x, y, max_epoch=1000, rng=0)  # doctest: +SKIP
     >>> for epoch in range(1001):  # doctest: +SKIP
     ...     plane.maybe_record(epoch)
