@@ -38,12 +38,21 @@ import numpy as np
 from .._output import remove_files, stoppable, write_csv, write_header_csv, write_json
 from ..estimate import RConvergenceWarning
 from .output import report_written
-from .training import Trainer, check_options, run_seeds, run_training, seed_streams, split_dataset  # noqa: F401
+from .training import (  # noqa: F401  (run_seeds, torch_threads: see below)
+    Trainer,
+    check_options,
+    run_seeds,
+    run_training,
+    seed_streams,
+    split_dataset,
+    torch_threads,
+)
 
-# run_seeds is not used here: it stays importable from this module for infoflow.distributed.
+# run_seeds and torch_threads are not used here: they stay importable from this module for
+# infoflow.distributed and bench/trained_szt.py, which import them from here.
 
 __all__ = ["run", "seed_plan", "aggregate", "add_arguments", "run_one", "WIDTHS", "PROTOCOLS", "official_schedule",
-           "official_inputs", "run_seeds"]
+           "official_inputs"]
 
 #: The paper's architecture for the 12-bit task: input, 5 noisy hidden layers, 2 logits.
 WIDTHS = (12, 10, 7, 5, 4, 3, 2)
