@@ -19,7 +19,8 @@ pytest.importorskip("matplotlib")
 from infoflow.datasets import digits  # noqa: E402
 from infoflow.experiments import EXPERIMENTS  # noqa: E402
 from infoflow.experiments import ib_tradeoff as ib  # noqa: E402
-from infoflow.experiments.szt import Trainer, seed_streams, split_dataset  # noqa: E402
+from infoflow.experiments.penalty import PenalisedTrainer, batch_information  # noqa: E402
+from infoflow.experiments.training import Trainer, seed_streams, split_dataset  # noqa: E402
 from infoflow.nn import NoisyMLP  # noqa: E402
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -111,7 +112,7 @@ def _batch_penalty(model, x, noise_seed, rng=0):
         model(x)
     finally:
         handle.remove()
-    value, stderr = ib.batch_information(captured[0], model.noise2.beta, mc_queries=1024, rng=rng)
+    value, stderr = batch_information(captured[0], model.noise2.beta, mc_queries=1024, rng=rng)
     return value, stderr
 
 
@@ -139,8 +140,8 @@ def test_penalty_gradient_reaches_the_first_layer():
 
 def test_detached_penalty_is_a_plain_tensor():
     s = torch.tanh(torch.randn(64, 3, generator=torch.Generator().manual_seed(0)))
-    value, _ = ib.batch_information(s, 0.1, mc_queries=256, rng=0)
-    again, _ = ib.batch_information(s.detach(), 0.1, mc_queries=256, rng=0)
+    value, _ = batch_information(s, 0.1, mc_queries=256, rng=0)
+    again, _ = batch_information(s.detach(), 0.1, mc_queries=256, rng=0)
     assert isinstance(value, torch.Tensor) and not value.requires_grad
     assert value.item() == again.item()  # the same draws from the same seed
 
@@ -150,8 +151,8 @@ def test_warmup_ramps_lambda_per_epoch():
     streams = seed_streams(np.random.SeedSequence(1))
     split = split_dataset(x[:300], y[:300], streams["split"])
     model = NoisyMLP([64, 4, 10], beta=0.1)
-    trainer = ib.PenalisedTrainer(model, split, lr=1e-3, batch_size=256, streams=streams, lam=0.2, layer=model.noise1,
-                                  mc_queries=128, penalty_rng=np.random.default_rng(0), warmup=4)
+    trainer = PenalisedTrainer(model, split, lr=1e-3, batch_size=256, streams=streams, lam=0.2, layer=model.noise1,
+                               mc_queries=128, penalty_rng=np.random.default_rng(0), warmup=4)
     for _ in range(6):
         trainer.train_epoch()
     assert [h["lambda"] for h in trainer.history] == pytest.approx([0.05, 0.1, 0.15, 0.2, 0.2, 0.2])
@@ -172,8 +173,8 @@ def test_lambda_zero_is_plain_cross_entropy_training():
         torch.manual_seed(11)
         model = NoisyMLP([64, 32, 8, 10], beta=0.1)
         if penalised:
-            trainer = ib.PenalisedTrainer(model, split, lr=3e-3, batch_size=256, streams=streams, lam=0.0,
-                                          layer=model.noise2, mc_queries=256, penalty_rng=np.random.default_rng(0))
+            trainer = PenalisedTrainer(model, split, lr=3e-3, batch_size=256, streams=streams, lam=0.0,
+                                       layer=model.noise2, mc_queries=256, penalty_rng=np.random.default_rng(0))
         else:
             trainer = Trainer(model, split, lr=3e-3, batch_size=256, streams=streams)
         for _ in range(2):

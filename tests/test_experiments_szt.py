@@ -15,7 +15,8 @@ pytest.importorskip("matplotlib")
 from infoflow.experiments import EXPERIMENTS  # noqa: E402
 from infoflow.experiments import binning as binning_experiment  # noqa: E402
 from infoflow.experiments import szt as szt_experiment  # noqa: E402
-from infoflow.flow import HISTORY_FIELDS, InformationPlane  # noqa: E402
+from infoflow.recorder import InformationPlane  # noqa: E402
+from infoflow.results import HISTORY_FIELDS  # noqa: E402
 
 LN_4096 = math.log(4096)
 LAYERS = ["noise1", "noise2", "noise3", "noise4", "noise5"]

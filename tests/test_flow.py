@@ -1,4 +1,5 @@
-"""information_flow, InformationPlane and the information-plane plot (infoflow.flow)."""
+"""information_flow, its results, the schedule, InformationPlane and the information-plane plot
+(infoflow.flow, .results, .schedule, .recorder, .plots)."""
 
 import math
 
@@ -7,19 +8,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from infoflow.flow import (  # noqa: E402
-    CONVERGENCE_FIELDS,
-    HISTORY_FIELDS,
-    InformationFlow,
-    InformationPlane,
-    LayerInformation,
-    information_flow,
-    log_spaced_epochs,
-    plot_information_plane,
-)
+from infoflow.flow import information_flow  # noqa: E402
 from infoflow.mutual_information import layer_information, mi_xt, mi_yt  # noqa: E402
 from infoflow.nn import GaussianNoise, NoisyMLP  # noqa: E402
+from infoflow.plots import plot_information_plane  # noqa: E402
+from infoflow.recorder import InformationPlane  # noqa: E402
+from infoflow.results import CONVERGENCE_FIELDS, HISTORY_FIELDS, InformationFlow, LayerInformation  # noqa: E402
 from infoflow.sampling import sample_layers  # noqa: E402
+from infoflow.schedule import log_spaced_epochs  # noqa: E402
 
 M = 256  # inputs of the small test problem
 
@@ -168,10 +164,9 @@ def test_a_dataset_or_dataloader_gives_the_arrays_result(data):
 
 
 def test_a_shuffling_loader_keeps_inputs_and_labels_paired():
-    from torch.utils.data import DataLoader, TensorDataset
-
     from infoflow.datasets import szt, szt_labels
     from infoflow.sampling import dataset_arrays
+    from torch.utils.data import DataLoader, TensorDataset
 
     x, y = szt()
     loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=100, shuffle=True)
@@ -213,7 +208,7 @@ def test_work_bounds_are_checked_before_sampling(data, monkeypatch):
     def no_sampling(*args, **kwargs):
         raise AssertionError("sampled before the budget was checked")
 
-    monkeypatch.setattr(flow, "_sample_layers", no_sampling)
+    monkeypatch.setattr(flow, "sample_layers", no_sampling)
     x, y = data
     with pytest.raises(ValueError, match=r"repeats: 256 inputs x 8388609 repeats = 2147483904 rows of samples per "
                                          r"layer, more than the maximum of 2\*\*31"):

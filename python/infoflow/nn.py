@@ -31,7 +31,7 @@ try:
 except ModuleNotFoundError as _exc:
     raise torch_missing_error("infoflow.nn", _exc) from None
 
-__all__ = ["GaussianNoise", "NoisyMLP", "noise_disabled", "named_noise_modules"]
+__all__ = ["GaussianNoise", "NoisyMLP", "noise_disabled", "named_noise_modules", "common_beta"]
 
 #: The activations :class:`NoisyMLP` knows by name.
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -145,6 +145,46 @@ def named_noise_modules(model: nn.Module) -> list[tuple[str, GaussianNoise]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, GaussianNoise)]
 
 
+def common_beta(modules: Sequence[tuple[str, GaussianNoise]], *, arg: str, advice: str) -> float:
+    """The one noise standard deviation shared by some :class:`GaussianNoise` modules.
+
+    The check behind :attr:`NoisyMLP.beta` and :func:`infoflow.information_flow`, which
+    both need a single noise level.
+
+    Parameters
+    ----------
+    modules : sequence of (str, GaussianNoise)
+        At least one ``(name, module)`` pair, as :func:`named_noise_modules` gives them.
+    arg : str
+        The name the error message starts with (the argument or attribute at fault).
+    advice : str
+        What the error message says to do about it.
+
+    Returns
+    -------
+    float
+        The modules' common ``beta``.
+
+    Raises
+    ------
+    ValueError
+        ``modules`` is empty, or the modules have different ``beta`` (the message names
+        each module's).
+
+    Examples
+    --------
+    >>> common_beta([("a", GaussianNoise(0.1)), ("b", GaussianNoise(0.1))], arg="beta", advice="")
+    0.1
+    """
+    if not modules:
+        raise ValueError(f"{arg}: no GaussianNoise layers, so there is no noise level; {advice}")
+    betas = {module.beta for _, module in modules}
+    if len(betas) > 1:
+        per_layer = {name or "<model>": module.beta for name, module in modules}
+        raise ValueError(f"{arg}: the GaussianNoise layers have different beta {per_layer}; {advice}")
+    return betas.pop()
+
+
 @contextlib.contextmanager
 def noise_disabled(model: nn.Module) -> Iterator[nn.Module]:
     """Context manager switching off every :class:`GaussianNoise` in ``model``.
@@ -164,8 +204,13 @@ def noise_disabled(model: nn.Module) -> Iterator[nn.Module]:
 
     Examples
     --------
-    >>> with noise_disabled(net):          # doctest: +SKIP
-    ...     accuracy = (net(x).argmax(1) == y).float().mean()
+    >>> net = NoisyMLP([4, 3, 2])
+    >>> x = torch.zeros(5, 4)
+    >>> with noise_disabled(net):
+    ...     bool((net(x) == net(x)).all())  # deterministic: the same logits twice
+    True
+    >>> net.noise1.enabled
+    True
     """
     modules = [m for _, m in named_noise_modules(model)]
     previous = [m.enabled for m in modules]
@@ -301,9 +346,7 @@ class NoisyMLP(nn.Module):
         Raises ValueError if the layers' ``beta`` were changed to different values or the
         network has no hidden (noisy) layer.
         """
-        betas = {m.beta for m in self.noise_layers}
-        if not betas:
+        layers = self.named_noise_layers()
+        if not layers:
             raise ValueError("beta: this NoisyMLP has no hidden (noisy) layers")
-        if len(betas) > 1:
-            raise ValueError("beta: the noise layers have different beta; read each layer's .beta")
-        return betas.pop()
+        return common_beta(layers, arg="beta", advice="read each layer's .beta")

@@ -30,10 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from .._intake import positive_int, positive_real
-from .._output import new_figure, remove_files, save_figure, stoppable, write_csv, write_json
-from .szt import DEFAULT_EPOCHS, DEFAULT_POINTS, WIDTHS, Trainer, run_training, seed_streams, split_dataset
+from .._output import remove_files, stoppable, write_csv, write_json
+from .figures import plot_binning
+from .output import report_written
+from .szt import DEFAULT_EPOCHS, DEFAULT_POINTS, WIDTHS
+from .training import Trainer, check_options, run_training, seed_streams, split_dataset
 
-__all__ = ["run", "seed_plan", "aggregate", "add_arguments", "dyadic_bin_sizes"]
+__all__ = ["run", "seed_plan", "aggregate", "add_arguments", "run_one", "dyadic_bin_sizes"]
 
 #: The paper's number of bins on (-1, 1) for tanh.
 PAPER_BINS = 30
@@ -146,77 +149,6 @@ class _TwinTrainer:
         return self.deterministic.train_epoch()
 
 
-def _plot(path, vs_size, over_epochs, *, fine_bin, ln_m, title, limits) -> Path:
-    from matplotlib import colormaps
-
-    from ..flow import _MARKERS, _epoch_axis
-
-    colors = colormaps["tab10"]
-    fig, axes = new_figure(ncols=2, nrows=2, width=6.4, height=4.6)
-    layers = list(dict.fromkeys(r["layer"] for r in vs_size + over_epochs))
-    style = {name: (colors(i % 10), _MARKERS[i % len(_MARKERS)]) for i, name in enumerate(layers)}
-
-    ax = axes[0, 0]
-    epoch = vs_size[0]["epoch"] if vs_size else 0
-    for name in layers:
-        rows = sorted((r for r in vs_size if r["layer"] == name), key=lambda r: r["bin_size"])
-        if rows:
-            color, marker = style[name]
-            ax.plot([r["bin_size"] for r in rows], [r["ixt"] for r in rows], color=color, marker=marker,
-                    markersize=4, label=f"{name} (d={rows[0]['width']})")
-    ax.axhline(ln_m, color="0.3", linestyle="--", linewidth=1, label=f"ln 4096 = {ln_m:.3f}")
-    ax.axvline(2.0 / PAPER_BINS, color="tab:red", linestyle=":", linewidth=1, label=f"{PAPER_BINS} bins (paper)")
-    ax.axvline(fine_bin, color="tab:purple", linestyle=":", linewidth=1, label=f"bin size {fine_bin:g}")
-    notes = [f"{name}: {info['distinct_rows']} distinct {info['dtype']}\nrows, limit {info['limit_nats']:.3f} nats"
-             for name, info in limits.items() if info["limit_nats"] < ln_m - 1e-9]
-    if notes:
-        # A layer whose curve cannot reach ln 4096: say why, on the panel, in the empty
-        # region under the curves at medium bin sizes.
-        ax.text(0.57, 0.04, "limit as bins -> 0 is below ln 4096:\n" + "\n".join(notes)
-                + "\n(saturated tanh units round\nto equal floats)", transform=ax.transAxes, ha="center",
-                va="bottom", fontsize=8, bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "0.7"})
-    ax.set_xscale("log")
-    ax.set_xlabel("bin size (activation units; tanh range (-1, 1))")
-    ax.set_ylabel("I(X; Bin T) [nats]")
-    ax.set_title(f"(a) deterministic net after {epoch} epochs: binned I(X;T) vs bin size", fontsize=10)
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
-
-    estimators = list(dict.fromkeys(r["estimator"] for r in over_epochs))
-    panels = [(axes[0, 1], "(b) deterministic net"), (axes[1, 0], "(c) deterministic net"),
-              (axes[1, 1], "(d) noisy net (SP estimator)")]
-    max_epoch = max((r["epoch"] for r in over_epochs), default=1)
-    for (ax, prefix), estimator in zip(panels, estimators):
-        for name in layers:
-            rows = sorted((r for r in over_epochs if r["layer"] == name and r["estimator"] == estimator),
-                          key=lambda r: r["epoch"])
-            if not rows:
-                continue
-            color, marker = style[name]
-            e = np.array([r["epoch"] for r in rows], dtype=float)
-            v = np.array([r["ixt"] for r in rows], dtype=float)
-            ax.plot(e, v, color=color, marker=marker, markersize=4, label=f"{name} (d={rows[0]['width']})")
-            err = np.array([r["ixt_stderr"] for r in rows], dtype=float)
-            if np.isfinite(err).all():
-                ax.fill_between(e, v - err, v + err, color=color, alpha=0.25, linewidth=0)
-        ax.axhline(ln_m, color="0.3", linestyle="--", linewidth=1, label="ln 4096")
-        _epoch_axis(ax, max_epoch)
-        ax.set_ylim(0, ln_m * 1.06)
-        ax.set_ylabel("I(X;T) [nats]" if "noisy" in prefix else "I(X; Bin T) [nats]")
-        ax.set_title(f"{prefix}: {estimator}", fontsize=10)
-    for ax, _ in panels[len(estimators):]:
-        ax.set_axis_off()
-    # One legend for the three over-epochs panels (the same layers everywhere), below the
-    # figure where it hides no curve.
-    handles, labels = panels[0][0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=len(handles), fontsize=9,
-                   title="(b)-(d): one line per layer; bands = ±1 std. error of the SP estimate",
-                   title_fontsize=9)
-    fig.suptitle(title)
-    return save_figure(fig, path)
-
-
 def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_size=256,
         n_points=DEFAULT_POINTS, fine_bin=DEFAULT_FINE_BIN, max_halvings=DEFAULT_MAX_HALVINGS,
         beta=0.005, repeats=DEFAULT_TWIN_REPEATS, max_centers=None, mc_samples=None, noisy_csv=None,
@@ -260,7 +192,7 @@ def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_siz
         Progress bar over the epochs.
     num_threads : int, optional
         CPU threads for torch and the estimators.  Default: torch single-threaded and the
-        estimators on all threads (see :func:`infoflow.experiments.szt.torch_threads`);
+        estimators on all threads (see :func:`infoflow.experiments.training.torch_threads`);
         torch's setting is restored afterwards.
     overwrite : bool
         Replace the files of an earlier run in ``out_dir`` (default False:
@@ -289,9 +221,8 @@ def seed_plan(*, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_size=2
     ``overwrite``) as a :class:`~infoflow.experiments.seeds.SeedPlan`."""
     from .._intake import thread_count
     from .seeds import SeedPlan
-    from .szt import _check_options
 
-    _check_options(epochs, beta, activation, repeats, n_points, lr, batch_size)
+    check_options(epochs, beta, activation, repeats, n_points, lr, batch_size)
     positive_real(fine_bin, "fine_bin")
     positive_int(max_halvings, "max_halvings", allow_none=False)
     thread_count(num_threads)
@@ -314,14 +245,22 @@ def aggregate(out: Path, results, *, seed: int, runs=None) -> dict:
               f"seed {seed}", ixt_max=math.log(4096), runs=runs)
 
 
-def _run(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, max_halvings, beta, repeats,
-         max_centers, mc_samples, noisy_csv, root, torch_seed, seed_label, progress, num_threads,
-         kernel_threads) -> dict:
+def run_one(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, max_halvings, beta, repeats,
+            max_centers, mc_samples, noisy_csv, root, torch_seed, seed_label, progress, num_threads,
+            kernel_threads) -> dict:
+    """Train the noiseless net (and its noisy twin) of one seed and write the run's files into ``out``.
+
+    ``root`` (a SeedSequence) and ``torch_seed`` are the run's seeds, ``seed_label`` names
+    them in the output, ``kernel_threads`` are the estimators' threads, and the rest are
+    the options of :func:`seed_plan`; :class:`~infoflow.experiments.seeds.SeedPlan` calls
+    it once per seed.  Returns what :func:`run` returns for a single seed.
+    """
     import torch
 
     from ..datasets import szt
-    from ..flow import InformationPlane, log_spaced_epochs
     from ..nn import NoisyMLP, named_noise_modules
+    from ..recorder import InformationPlane
+    from ..schedule import log_spaced_epochs
 
     started = time.perf_counter()
 
@@ -389,17 +328,17 @@ def _run(out: Path, *, epochs, activation, lr, batch_size, n_points, fine_bin, m
         "torch_threads": torch.get_num_threads(), "estimator_threads": kernel_threads,
         "ln_m": ln_m, "unit": "nats", "seconds": time.perf_counter() - started,
     }
-    remove_files(out / name for name in FILES)  # checked by run_each; see szt._run
+    remove_files(out / name for name in FILES)  # checked by run_each; see szt.run_one
     files = [write_csv(out / "binning_vs_bin_size.csv", vs_size),
              write_csv(out / "binning_over_epochs.csv", over_epochs),
              write_json(out / "binning.json", {"config": config, "zero_bin_limits": limits,
                                                "vs_bin_size": vs_size, "over_epochs": over_epochs})]
     title = (f"Binning the deterministic SZT net ({activation}) vs the noisy net's I(X;T); "
              f"{done} epochs, seed {seed_label}")
-    files.append(_plot(out / "binning.png", vs_size, over_epochs, fine_bin=fine_bin, ln_m=ln_m,
-                       title=title, limits=limits))
+    files.append(plot_binning(out / "binning.png", vs_size, over_epochs, fine_bin=fine_bin, paper_bins=PAPER_BINS,
+                              ln_m=ln_m, title=title, limits=limits))
     print(_summary(vs_size, over_epochs, config, limits))
-    print("  wrote: " + ", ".join(Path(f).name for f in files) + f" in {out}")
+    report_written(files, out)
     return {"vs_bin_size": vs_size, "over_epochs": over_epochs, "zero_bin_limits": limits, "config": config,
             "files": files, "interrupted": stopped[0]}
 

@@ -43,9 +43,9 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
 from .._intake import make_rng
+from .._output import new_figure, save_figure, stoppable
 from ..entropy import mixture_entropy
-from .._output import (check_new_files, new_figure, output_dir, remove_files, save_figure, stoppable, write_csv,
-                       write_json)
+from .output import prepare_output, save_result
 from .single_neuron import mixture_entropy_1d
 
 __all__ = ["corner_samples", "true_entropy", "log_unit_ball_volume", "knn_entropy", "n_grid", "run",
@@ -277,8 +277,7 @@ def run(out_dir, *, dims=(2, 5, 10), beta: float = 0.5, n_min: int = 16, n_max: 
     if repeats < 1:
         raise ValueError(f"repeats: expected at least 1, got {repeats}")
     grid = n_grid(n_min, n_max)
-    paths = check_new_files(out_dir, FILES, overwrite=overwrite)
-    out = output_dir(out_dir)
+    out, paths = prepare_output(out_dir, FILES, overwrite=overwrite)
     config = {"dims": dims, "beta": float(beta), "n_min": int(n_min), "n_max": int(n_max), "n": grid,
               "repeats": int(repeats), "mc_samples": mc_samples, "k": int(k), "seed": _seed_record(rng),
               "units": "nats", "problem": "h(P * N(0, beta^2 I_d)), P uniform on {-1,1}^d"}
@@ -309,11 +308,8 @@ def run(out_dir, *, dims=(2, 5, 10), beta: float = 0.5, n_min: int = 16, n_max: 
 
     result = {"config": config, "true_entropy": {str(d): h for d, h in truths.items()}, "rows": rows,
               "trials": trials, "interrupted": stopped[0], "runtime_s": time.perf_counter() - start}
-    remove_files(paths)  # an interrupted save then leaves no file of an earlier run beside these
-    files = [write_csv(out / "convergence.csv", rows), _plot(rows, config, truths, out / "convergence.png")]
-    result["files"] = [str(f) for f in files] + [str(out / "convergence.json")]
-    write_json(out / "convergence.json", result)
-    return result
+    return save_result(out, "convergence", result, {"convergence": rows},
+                       lambda path: _plot(rows, config, truths, path), paths)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

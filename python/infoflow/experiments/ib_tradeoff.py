@@ -54,7 +54,7 @@ Choices, and why:
   :math:`\mathrm{CE} \ge H(Y) - I(Y;T) \ge H(Y) - I(X;T)` (population quantities) and the
   penalty bounds I(X;T) from above.
 * **Training**: Adam (lr 3e-3), batch 256, 100 epochs; torch single-threaded (see
-  :func:`~infoflow.experiments.szt.torch_threads`) and the penalty's kernel on one thread
+  :func:`~infoflow.experiments.training.torch_threads`) and the penalty's kernel on one thread
   (a 256 x 2048 problem: on a busy machine a second thread only waits at barriers, and
   made a step 4 times slower).
 * **Estimates after training**: :func:`infoflow.information_flow` with R = 16 forward passes
@@ -88,16 +88,17 @@ import math
 import platform
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 
-from .._output import (check_new_files, new_figure, output_dir, remove_files, save_figure, stoppable, write_csv,
-                       write_json)
+from .._output import stoppable
 from ..estimate import RConvergenceWarning
-from .szt import Trainer, run_seeds, seed_streams, split_dataset, torch_threads
+from .figures import plot_ib_tradeoff
+from .output import prepare_output, save_result
+from .penalty import DEFAULT_PENALTY_QUERIES, PenalisedTrainer
+from .training import run_seeds, seed_streams, split_dataset, torch_threads
 
-__all__ = ["run", "add_arguments", "batch_information", "PenalisedTrainer", "LAMBDAS", "HIDDEN", "FILES"]
+__all__ = ["run", "add_arguments", "LAMBDAS", "HIDDEN", "FILES"]
 
 #: The default values of lambda (nats of cross-entropy per nat of I(X;T)).
 LAMBDAS = (0.0, 0.03, 0.1, 0.2, 0.3, 0.4, 0.5, 1.0)
@@ -112,142 +113,11 @@ DEFAULT_SEEDS = 3
 DEFAULT_BETA = 0.1
 DEFAULT_LR = 3e-3
 DEFAULT_BATCH = 256
-DEFAULT_PENALTY_QUERIES = 2048
 DEFAULT_REPEATS = 16
 
 # The penalty's own random stream: a child of each run's SeedSequence whose last spawn-key
-# element lies far beyond those of szt's named streams (0, 1, 2, ...).
+# element lies far beyond those of the named streams of training.seed_streams (0, 1, 2, ...).
 _PENALTY_KEY = 0x1B
-
-
-# ---------------------------------------------------------------------------------------
-# The penalty and the training loop
-# ---------------------------------------------------------------------------------------
-
-def batch_information(s, beta: float, *, mc_queries: int = DEFAULT_PENALTY_QUERIES, rng=None, num_threads=1):
-    r"""The minibatch estimate :math:`\hat I(X;T) = \hat h(\hat P_S * \mathcal N(0, \beta^2 I)) - h_Z`.
-
-    Parameters
-    ----------
-    s : torch.Tensor, shape (B, d)
-        One sample of the layer's noiseless value S for each of the B inputs of the batch
-        (float32 or float64).  If it requires a gradient, so does the result.
-    beta : float
-        The layer's noise standard deviation.
-    mc_queries : int
-        Monte Carlo queries of the entropy estimate (reparameterised: q = s_J + beta z).
-    rng : None, int or numpy.random.Generator
-        Source of the Monte Carlo draws.
-    num_threads : int, optional
-        Kernel threads (default 1: the problem is small).
-
-    Returns
-    -------
-    value : torch.Tensor
-        0-d float64, in nats, carrying the autograd graph when ``s`` requires a gradient
-        (and grad mode is on).
-        For X uniform over the batch it is the SP estimate of I(X;T) when S is a function of
-        X (the first noisy layer), and otherwise of :math:`h(T) - h_Z`, an upper bound on
-        I(X;T) (:math:`h(T \mid X) \ge h_Z`).  At most about :math:`\ln B`.
-    stderr : float
-        Its Monte Carlo standard error (nats).
-    """
-    import torch
-
-    from ..entropy import mixture_entropy, noise_entropy
-
-    estimate = mixture_entropy(s, beta, mc_queries=mc_queries, rng=rng, num_threads=num_threads)
-    # A tensor either way: with the graph when s requires a gradient, else a plain float64 value.
-    value = torch.as_tensor(estimate.value, dtype=torch.float64)
-    return value - noise_entropy(s.shape[-1], beta), float(estimate.stderr)
-
-
-class PenalisedTrainer(Trainer):
-    r"""The 12-bit experiment's :class:`~infoflow.experiments.szt.Trainer` with the loss
-    :math:`\mathrm{CE} + \lambda \hat I(X;T_\ell)`.
-
-    Parameters
-    ----------
-    model, split, lr, batch_size, streams
-        As for :class:`~infoflow.experiments.szt.Trainer` (the minibatch order and the
-        evaluation noise come from ``streams``; the training noise from torch's global
-        generator).
-    lam : float
-        :math:`\lambda \ge 0`.  With 0 the weights follow plain cross-entropy training
-        exactly; the minibatch estimate is still computed, on detached values, for the
-        record.
-    layer : infoflow.nn.GaussianNoise
-        The penalised layer's noise module: its input in the training forward pass is the
-        batch's S.
-    mc_queries : int
-        Monte Carlo queries of each minibatch estimate.
-    penalty_rng : numpy.random.Generator
-        Source of their draws (never torch's generator, so that the noise of the network
-        is the same for every lambda).
-    num_threads : int, optional
-        Threads of the penalty's kernel (default 1).
-
-    Attributes
-    ----------
-    history : list of dict
-        Per epoch: ``epoch``, ``loss`` (the penalised loss), ``cross_entropy`` and
-        ``ixt_batch`` (the minibatch estimate), each the mean over the epoch's batches, in
-        nats.
-    """
-
-    def __init__(self, model, split, *, lr: float, batch_size: int, streams, lam: float, layer, mc_queries: int,
-                 penalty_rng: np.random.Generator, num_threads: int | None = 1, warmup: int = 0):
-        super().__init__(model, split, lr=lr, batch_size=batch_size, streams=streams)
-        self.lam = float(lam)
-        self.warmup = int(warmup)
-        self.layer = layer
-        self.mc_queries = int(mc_queries)
-        self.penalty_rng = penalty_rng
-        self.num_threads = num_threads
-        self.history: list[dict] = []
-
-    def train_epoch(self) -> float:
-        """One pass over the training rows; the mean penalised loss of the batches (nats)."""
-        import torch
-
-        x, y = self.split.x_train, self.split.y_train
-        order = torch.randperm(x.shape[0], generator=self.shuffle)
-        x, y = x[order], y[order]
-        self.model.train()
-        lam = self.current_lambda()
-        captured = [None]
-        # S of the batch, from the very forward pass that gives the logits: one pass, and the
-        # penalty sees the same noise draws as the cross-entropy.
-        handle = self.layer.register_forward_pre_hook(lambda module, args: captured.__setitem__(0, args[0]))
-        sums = np.zeros(3)
-        batches = 0
-        try:
-            for start in range(0, x.shape[0], self.batch_size):
-                logits = self.model(x[start:start + self.batch_size])
-                cross_entropy = self.loss(logits, y[start:start + self.batch_size])
-                s = captured[0] if lam > 0 else captured[0].detach()
-                ixt, _ = batch_information(s, self.layer.beta, mc_queries=self.mc_queries, rng=self.penalty_rng,
-                                           num_threads=self.num_threads)
-                loss = cross_entropy + lam * ixt if lam > 0 else cross_entropy
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer.step()
-                sums += (loss.item(), cross_entropy.item(), ixt.item())
-                batches += 1
-        finally:
-            handle.remove()
-        self.epochs_done += 1
-        loss, cross_entropy, ixt = sums / batches
-        self.history.append({"epoch": self.epochs_done, "lambda": lam, "loss": loss, "cross_entropy": cross_entropy,
-                             "ixt_batch": ixt})
-        return float(loss)
-
-    def current_lambda(self) -> float:
-        """The weight of the penalty in the next epoch: lambda * min(1, e / warmup) in epoch
-        e = 1, 2, ..., lambda itself without a warm-up."""
-        if self.warmup <= 0:
-            return self.lam
-        return self.lam * min(1.0, (self.epochs_done + 1) / self.warmup)
 
 
 # ---------------------------------------------------------------------------------------
@@ -339,119 +209,6 @@ def _aggregate(runs: list[dict], lambdas) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------
-# Figure
-# ---------------------------------------------------------------------------------------
-
-def _plot(runs: list[dict], table: list[dict], config: dict, path: Path) -> Path:
-    from matplotlib import cm
-    from matplotlib.colors import Normalize
-
-    fig, axes = new_figure(2, 2, width=6.4, height=4.6)
-    lambdas = [row["lambda"] for row in table]
-    position = {lam: i for i, lam in enumerate(lambdas)}
-    ticks = [f"{lam:g}" for lam in lambdas]
-    colour = cm.viridis(Normalize(0, max(1, len(lambdas) - 1))(np.arange(len(lambdas))))
-    n_seeds = max((row["n_seeds"] for row in table), default=0)
-    jitter = np.linspace(-0.12, 0.12, n_seeds) if n_seeds > 1 else np.zeros(1)
-    seeds = sorted({r["seed"] for r in runs})
-    layer = config["penalised_layer_name"]
-    width = config["widths"][config["penalised_layer"]]
-    spread = "mean ± sd over seeds" if n_seeds > 1 else "one seed"
-
-    def by_lambda(ax, get, label, colour_line, marker, *, lw=1.6, ms=6, faint=True):
-        """Each run faintly (with its Monte Carlo stderr, where ``get`` gives one), and the
-        mean over the seeds with their standard deviation as bars."""
-        values: dict[float, list[float]] = {lam: [] for lam in lambdas}
-        for r in runs:
-            value, stderr = get(r)
-            values[r["lambda"]].append(value)
-            if faint:
-                ax.errorbar(position[r["lambda"]] + jitter[seeds.index(r["seed"]) % len(jitter)], value, yerr=stderr,
-                            fmt=marker, ms=3.5, alpha=0.45, color=colour_line, mfc="none", elinewidth=0.8, zorder=2)
-        present = [lam for lam in lambdas if values[lam]]
-        sd = [np.std(values[lam], ddof=1) if len(values[lam]) > 1 else 0.0 for lam in present]
-        ax.errorbar([position[lam] for lam in present], [np.mean(values[lam]) for lam in present], yerr=sd,
-                    fmt=f"-{marker}", color=colour_line, lw=lw, ms=ms, capsize=3, zorder=3, label=label)
-
-    # (a) the penalised layer's I(X;T) and I(Y;T) against lambda, and I(X;T) of the other layers
-    ax = axes[0, 0]
-    ax.axhline(config["ln_m"], color="0.4", ls="--", lw=1, label=f"ln m = {config['ln_m']:.2f} (X uniform on m images)")
-    ax.axhline(config["label_entropy"], color="0.4", ls=":", lw=1.2, label=f"H(Y) = {config['label_entropy']:.2f}")
-    by_lambda(ax, lambda r: (r["ixt"], r["ixt_stderr"]), f"I(X;T), {layer} ({width} units, penalised)", "C0", "o")
-    by_lambda(ax, lambda r: (r["iyt"], r["iyt_stderr"]), f"I(Y;T), {layer}", "C3", "s")
-    by_lambda(ax, lambda r: (r["ixt_batch"], None), "its minibatch penalty, last epoch", "C2", "^")
-    for index, other in enumerate(runs[0]["layers"] if runs else []):
-        if other["name"] != layer:
-            by_lambda(ax, lambda r, i=index: (r["layers"][i]["ixt"], None),
-                      f"I(X;T), {other['name']} ({other['width']} units)", "0.55", "d", lw=1.0, ms=4, faint=False)
-    ax.set_xticks(range(len(lambdas)), ticks)
-    ax.set_xlabel("lambda  (loss = CE + lambda * I_batch(X;T))")
-    ax.set_ylabel("nats")
-    ax.set_ylim(bottom=-0.2, top=config["ln_m"] + 3.2)  # room above ln m for the legend
-    ax.set_title(f"(a) information after training ({spread})", fontsize=10)
-    ax.legend(fontsize=7.5, loc="upper right", framealpha=0.9, ncol=2)
-    ax.grid(alpha=0.3)
-
-    # (b) accuracy against lambda
-    ax = axes[0, 1]
-    ax.axhline(config["chance"], color="0.4", ls=":", lw=1.2, label=f"chance ({config['chance']:.2f})")
-    by_lambda(ax, lambda r: (r["test_accuracy"], None), f"test accuracy ({config['n_test']} images)", "C1", "o")
-    by_lambda(ax, lambda r: (r["train_accuracy"], None), f"training accuracy ({config['n_train']} images)", "C4", "s")
-    ax.set_xticks(range(len(lambdas)), ticks)
-    ax.set_xlabel("lambda")
-    ax.set_ylabel("accuracy of the noisy network")
-    ax.set_ylim(0, 1.05)
-    ax.set_title(f"(b) accuracy ({spread})", fontsize=10)
-    ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
-    ax.grid(alpha=0.3)
-
-    # (c) the information plane of the bottleneck, one point per run
-    ax = axes[1, 0]
-    top = config["label_entropy"]
-    ax.plot([0, top, config["ln_m"]], [0, top, top], color="0.4", ls="--", lw=1,
-            label="I(Y;T) <= min(I(X;T), H(Y))")
-    for lam in lambdas:
-        group = [r for r in runs if r["lambda"] == lam]
-        ax.errorbar([r["ixt"] for r in group], [r["iyt"] for r in group], xerr=[r["ixt_stderr"] for r in group],
-                    yerr=[r["iyt_stderr"] for r in group], fmt="o", ms=6, color=colour[position[lam]],
-                    mec="k", mew=0.5, label=f"lambda = {lam:g}")
-    ax.set_xlabel(f"I(X;T)  [nats], {layer}")
-    ax.set_ylabel(f"I(Y;T)  [nats], {layer}")
-    ax.set_xlim(-0.2, config["ln_m"] + 0.3)
-    ax.set_ylim(-0.1, top + 0.3)
-    ax.set_title("(c) information plane of the bottleneck (one point per run)", fontsize=10)
-    ax.legend(fontsize=7.5, loc="lower right", framealpha=0.9, ncol=2)
-    ax.grid(alpha=0.3)
-
-    # (d) the minibatch penalty over training (first seed)
-    ax = axes[1, 1]
-    ax.axhline(math.log(config["batch_size"]), color="0.4", ls="--", lw=1,
-               label=f"ln B = {math.log(config['batch_size']):.2f} (B distinct inputs)")
-    for r in runs:
-        if r["seed"] != seeds[0] or not r["history"]:
-            continue
-        epochs = [h["epoch"] for h in r["history"]]
-        ax.plot(epochs, [h["ixt_batch"] for h in r["history"]], color=colour[position[r["lambda"]]], lw=1.4,
-                label=f"lambda = {r['lambda']:g}")
-    if config.get("warmup"):
-        ax.axvspan(0, config["warmup"], color="0.85", alpha=0.5, lw=0, zorder=0)
-        ax.text(config["warmup"] / 2, 0.15, "warm-up", ha="center", fontsize=8, color="0.35")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("minibatch estimate h(T) - h_Z  [nats]")
-    ax.set_ylim(-0.2, math.log(config["batch_size"]) + 1.6)  # room above ln B for the legend
-    ax.set_title(f"(d) the penalty during training (seed {seeds[0] if seeds else ''}, epoch means)", fontsize=10)
-    ax.legend(fontsize=7.5, loc="upper right", framealpha=0.9, ncol=3)
-    ax.grid(alpha=0.3)
-
-    widths = "-".join(str(w) for w in config["widths"])
-    warmup = f" (lambda ramped up over {config['warmup']})" if config.get("warmup") else ""
-    fig.suptitle(f"Information bottleneck trade-off: digits, noisy tanh {widths}, beta = {config['beta']:g}, "
-                 f"penalty on {layer}, {config['epochs']} epochs{warmup}, {n_seeds} seed{'s' if n_seeds != 1 else ''}",
-                 fontsize=11)
-    return save_figure(fig, path)
-
-
-# ---------------------------------------------------------------------------------------
 # The experiment
 # ---------------------------------------------------------------------------------------
 
@@ -495,7 +252,7 @@ def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
     seeds : int
         Independent runs of the whole sweep (default 3).  Run 0 is ``seed`` itself, run
         i >= 1 an independent stream derived from it
-        (:func:`~infoflow.experiments.szt.run_seeds`); within a run every lambda starts
+        (:func:`~infoflow.experiments.training.run_seeds`); within a run every lambda starts
         from the same split, weights, minibatch order and noise.
     epochs : int
         Training epochs per network (default 100).
@@ -506,7 +263,7 @@ def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
     penalised_layer : int, optional
         Which noisy layer carries the penalty, 1-based (default: the last, the bottleneck).
         With 1 the minibatch penalty is the SP estimate of I(X;T) itself; deeper, of an
-        upper bound (see :func:`batch_information`).
+        upper bound (see :func:`~infoflow.experiments.penalty.batch_information`).
     warmup : int
         Epochs over which the penalty's weight ramps linearly from lambda / warmup to
         lambda (default 20; 0: lambda from the first step), see the module docstring.
@@ -527,7 +284,7 @@ def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
     num_threads : int, optional
         CPU threads for torch and the estimates after training.  Default: torch
         single-threaded and the estimates on all threads (see
-        :func:`~infoflow.experiments.szt.torch_threads`).  The minibatch penalty always
+        :func:`~infoflow.experiments.training.torch_threads`).  The minibatch penalty always
         runs on one thread.
     overwrite : bool
         Replace the files of an earlier run in ``out_dir`` (default False:
@@ -555,8 +312,7 @@ def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
     positive_int(estimate_queries, "estimate_queries")
     thread_count(num_threads)
     seed_runs = run_seeds(seed, count)
-    paths = check_new_files(out_dir, FILES, overwrite=overwrite)
-    out = output_dir(out_dir)
+    out, paths = prepare_output(out_dir, FILES, overwrite=overwrite)
 
     import torch
     from tqdm.auto import tqdm
@@ -600,14 +356,9 @@ def run(out_dir, *, lambdas=LAMBDAS, seeds=DEFAULT_SEEDS, epochs=DEFAULT_EPOCHS,
     }
     table = _aggregate(runs, lambdas)
     run_rows = [{key: r[key] for key in _RUN_COLUMNS} for r in runs]
-    remove_files(paths)  # an interrupted save then leaves no file of an earlier run beside these
-    files = [write_csv(out / "ib_tradeoff.csv", table), write_csv(out / "ib_tradeoff_runs.csv", run_rows)]
-    if runs:
-        files.append(_plot(runs, table, config, out / "ib_tradeoff.png"))
     result = {"config": config, "table": table, "runs": runs, "interrupted": stopped[0]}
-    files.append(out / "ib_tradeoff.json")
-    result["files"] = [str(f) for f in files]
-    write_json(out / "ib_tradeoff.json", result)
+    save_result(out, "ib_tradeoff", result, {"ib_tradeoff": table, "ib_tradeoff_runs": run_rows},
+                (lambda path: plot_ib_tradeoff(runs, table, config, path)) if runs else None, paths)
     print(_summary(table, runs, config))
     return result
 

@@ -3,7 +3,7 @@
 A single training run's information curve is an anecdote: independent seeds of the same
 setup put the peak of I(X;T) of a layer at quite different epochs.  This module
 takes the histories of independent runs (rows ``epoch, layer, ixt, iyt, ...`` as written
-by :class:`infoflow.flow.InformationPlane`) and writes, per layer and epoch, the mean,
+by :class:`infoflow.recorder.InformationPlane`) and writes, per layer and epoch, the mean,
 the standard deviation and the range across the runs, with a figure that draws every run
 thinly, the mean thickly and a ±1 sd band.
 """
@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from .._output import new_figure, remove_files, save_figure, write_csv, write_json
+from .output import prepare_output, report_written
 
 __all__ = ["SeedPlan", "run_plan", "run_each", "aggregate_files", "aggregate_histories", "peaks_by_seed",
            "plot_seed_bands", "plot_grouped_bands", "write_seed_aggregate"]
@@ -43,13 +44,13 @@ class SeedPlan:
     name : str
         The experiment (``"szt"``), which names the aggregate's files.
     module : str
-        The module of :mod:`infoflow.experiments` whose ``_run(folder, *, root, torch_seed,
+        The module of :mod:`infoflow.experiments` whose ``run_one(folder, *, root, torch_seed,
         seed_label, kernel_threads, **options)`` makes one run and whose
         ``aggregate(out, results, *, seed, runs)`` writes the aggregate.
     files : tuple of str
         The files one run writes into its folder.
     options : dict
-        The validated keyword arguments of ``_run`` other than the seed and threads.
+        The validated keyword arguments of ``run_one`` other than the seed and threads.
     num_threads : int or None
         The user's thread count (None: the default of :func:`run_each`).
     """
@@ -65,7 +66,7 @@ class SeedPlan:
 
     def run_one(self, folder, root, torch_seed: int, label: str, kernel_threads: int | None) -> dict:
         """One run into ``folder``: its result dict (``history``, ``config``, ``files``, ``interrupted``, ...)."""
-        return self._module()._run(folder, root=root, torch_seed=torch_seed, seed_label=label,
+        return self._module().run_one(folder, root=root, torch_seed=torch_seed, seed_label=label,
                                    kernel_threads=kernel_threads, **self.options)
 
     def aggregate(self, out: Path, results: Sequence[dict], *, seed: int, runs: Sequence[str] | None = None) -> dict:
@@ -91,25 +92,22 @@ def run_each(out_dir, seed: int, seeds: int, num_threads: int | None, run_one, *
     replace any file the runs would write (``files`` of each run, and with several runs
     the aggregate's :func:`aggregate_files` of ``name``) unless ``overwrite``, all before
     anything is written or trained.  Then it creates ``out_dir`` and, with torch's
-    threads set by :func:`~infoflow.experiments.szt.torch_threads`, calls
+    threads set by :func:`~infoflow.experiments.training.torch_threads`, calls
     ``run_one(folder, root, torch_seed, label, kernel_threads)`` for each run of
-    :func:`~infoflow.experiments.szt.run_seeds`: into ``out_dir`` itself for a single run,
+    :func:`~infoflow.experiments.training.run_seeds`: into ``out_dir`` itself for a single run,
     else into ``out_dir/seed_<i>``.  Stops after a run that was interrupted (Ctrl-C).
     Returns the output folder and the results so far."""
     from .._intake import positive_int, thread_count
-    from .._output import check_new_files, output_dir
-    from .szt import run_seeds, torch_threads
+    from .._output import output_dir
+    from .training import run_seeds, torch_threads
 
     count = positive_int(seeds, "seeds", allow_none=False)
     if num_threads is not None:
         thread_count(num_threads)
     runs = run_seeds(seed, count)
-    if count == 1:
-        check_new_files(out_dir, files, overwrite=overwrite)
-    else:
-        check_new_files(out_dir, [f"seed_{i}/{file}" for i in range(count) for file in files]
-                        + list(aggregate_files(name)), overwrite=overwrite)
-    out = output_dir(out_dir)
+    if count > 1:
+        files = [f"seed_{i}/{file}" for i in range(count) for file in files] + list(aggregate_files(name))
+    out, _ = prepare_output(out_dir, files, overwrite=overwrite)
     results = []
     with torch_threads(num_threads) as kernel_threads:
         for i, (root, torch_seed) in enumerate(runs):
@@ -170,7 +168,7 @@ def _runs_and_band(ax, histories, aggregate, key: str, index: int, label: str, *
     """For the rows matching ``select`` (e.g. ``layer="noise5"``): each run's ``key``
     against epoch thin, the mean across runs thick and a ±1 sd band, in the style of the
     index-th layer."""
-    from ..flow import layer_style
+    from ..plots import layer_style
 
     def matches(row):
         return all(row[field] == value for field, value in select.items())
@@ -196,7 +194,7 @@ def plot_seed_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[dic
     Bottom: the information plane of the means, with ±1 sd across runs as error bars on
     both axes.  Bounds (H(X), H(Y)) are drawn dashed when given.
     """
-    from ..flow import finish_epoch_panel, finish_plane, layer_style
+    from ..plots import finish_epoch_panel, finish_plane, layer_style
 
     layers = list(dict.fromkeys(row["layer"] for row in aggregate))
     widths = {row["layer"]: row["width"] for row in aggregate}
@@ -231,7 +229,7 @@ def plot_grouped_bands(histories: Sequence[Sequence[dict]], aggregate: Sequence[
                        title: str, ixt_max: float | None = None) -> Path:
     """I(X;T) against epoch, one panel per value of ``group`` (e.g. the estimator): per
     layer each run thin, the mean thick and a ±1 sd band across runs."""
-    from ..flow import finish_epoch_panel
+    from ..plots import finish_epoch_panel
 
     panels = list(dict.fromkeys(row[group] for row in aggregate))
     layers = list(dict.fromkeys(row["layer"] for row in aggregate))
@@ -293,6 +291,6 @@ def write_seed_aggregate(out: Path, name: str, results: Sequence[dict], *, title
         label = ", ".join(str(g) for g in group)
         print(f"  {label:<30} peak epoch {min(epochs):>5} .. {max(epochs):<5}  peak {min(values):.3f} .. "
               f"{max(values):.3f}  last {min(last):.3f} .. {max(last):.3f}")
-    print("  wrote: " + ", ".join(Path(f).name for f in files) + f" in {out}")
+    report_written(files, out)
     return {"runs": list(results), "history": aggregate, "peaks": peaks, "files": files,
             "interrupted": any(result["interrupted"] for result in results)}

@@ -46,9 +46,9 @@ import numpy as np
 from scipy import integrate
 
 from .._intake import make_rng
+from .._output import new_figure, save_figure, stoppable
 from ..entropy import mixture_entropy, noise_entropy
-from .._output import (check_new_files, new_figure, output_dir, remove_files, save_figure, stoppable, write_csv,
-                       write_json)
+from .output import prepare_output, save_result
 
 __all__ = [
     "X_VALUES",
@@ -96,7 +96,7 @@ def neuron(x, w: float) -> np.ndarray:
 # Exact value by quadrature
 # ---------------------------------------------------------------------------------------
 
-def _merge_centres(centers, weights) -> tuple[np.ndarray, np.ndarray]:
+def _merge_centers(centers, weights) -> tuple[np.ndarray, np.ndarray]:
     """Distinct centres (sorted) and their total weights, normalised; zero weights dropped.
 
     Merging exactly equal centres makes a single-Gaussian mixture exact (no quadrature).
@@ -162,7 +162,7 @@ def mixture_entropy_1d(centers, beta: float, weights=None) -> float:
     """
     if not (beta > 0 and math.isfinite(beta)):
         raise ValueError(f"beta: expected a finite number > 0, got {beta!r}")
-    s, p = _merge_centres(centers, weights)
+    s, p = _merge_centers(centers, weights)
     if s.size == 1:
         return noise_entropy(1, beta)
     log_p = np.log(p) - 0.5 * math.log(2.0 * math.pi * beta * beta)
@@ -236,8 +236,8 @@ def sampled_mi(x: np.ndarray, w: float, beta: float, *, mc_samples=None, rng=Non
     infoflow.Estimate
         ``value`` and Monte Carlo ``stderr`` in nats.
     """
-    centres = neuron(x, w)[:, None]
-    return mixture_entropy(centres, beta, mc_samples=mc_samples, rng=rng) - noise_entropy(1, beta)
+    centers = neuron(x, w)[:, None]
+    return mixture_entropy(centers, beta, mc_samples=mc_samples, rng=rng) - noise_entropy(1, beta)
 
 
 def _row(w: float, x: np.ndarray, frequencies: np.ndarray, beta: float, mc_samples, generator) -> dict:
@@ -347,8 +347,7 @@ def run(out_dir, *, w_max: float = 4.0, n_w: int = 81, beta: float = 0.05, n_sam
         raise ValueError(f"n_w: expected at least 2 grid points, got {n_w}")
     if not (w_max > 0 and math.isfinite(w_max)):
         raise ValueError(f"w_max: expected a finite number > 0, got {w_max!r}")
-    paths = check_new_files(out_dir, FILES, overwrite=overwrite)
-    out = output_dir(out_dir)
+    out, paths = prepare_output(out_dir, FILES, overwrite=overwrite)
     config = {"w_max": float(w_max), "n_w": int(n_w), "beta": float(beta), "n_samples": int(n_samples),
               "balanced": bool(balanced), "mc_samples": mc_samples, "seed": _seed_record(rng),
               "units": "nats", "model": "T = tanh(w (X - 2)) + Z, X uniform on {-3,-1,1,3}, Z ~ N(0, beta^2)"}
@@ -374,11 +373,8 @@ def run(out_dir, *, w_max: float = 4.0, n_w: int = 81, beta: float = 0.05, n_sam
     result = {"config": config, "rows": rows, "exact_curve": curve,
               "x_counts": dict(zip(map(str, X_VALUES.astype(int)), counts)),
               "interrupted": stopped[0], "runtime_s": time.perf_counter() - start}
-    remove_files(paths)  # an interrupted save then leaves no file of an earlier run beside these
-    files = [write_csv(out / "single_neuron.csv", rows), _plot(rows, curve, config, out / "single_neuron.png")]
-    result["files"] = [str(f) for f in files] + [str(out / "single_neuron.json")]
-    write_json(out / "single_neuron.json", result)
-    return result
+    return save_result(out, "single_neuron", result, {"single_neuron": rows},
+                       lambda path: _plot(rows, curve, config, path), paths)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
