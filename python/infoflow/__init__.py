@@ -15,13 +15,12 @@ import importlib
 
 from . import datasets
 from ._backend import CUDA_BUILT, build_info, has_cuda
+from ._core import build_info as _core_build_info
 from .binning import BinningMI, binning_mi
 from .density import gaussian_lse, log_density
 from .entropy import default_mc_samples, mixture_entropy, mixture_entropy_bounds, noise_entropy
 from .estimate import Bounds, Estimate, RConvergence, RConvergenceWarning
 from .mutual_information import mi_xt, mi_yt
-
-from ._core import build_info as _core_build_info
 
 __version__ = _core_build_info()["version"]  # not build_info(): that initialises CUDA
 

@@ -132,7 +132,7 @@ class Estimate:
             return format(self)
         return f"Estimate(value={self.value!r}, stderr={self.stderr!r}, unit={self.unit!r})"
 
-    def _check_unit(self, other: "Estimate") -> None:
+    def _check_unit(self, other: Estimate) -> None:
         if other.unit != self.unit:
             raise ValueError(f"cannot combine estimates in {self.unit} and {other.unit}")
 
