@@ -232,7 +232,7 @@ def log_density(queries, centers, beta, *, weights=None, num_threads=None, split
     :math:`\ell = \log\sum_b e^{\ell_b}` has derivative :math:`p_b = e^{\ell_b - \ell}` in
     :math:`\ell_b`, these add at most :math:`u \sum_b p_b |\ell_b| \le u (|\ell| + B/e)`;
     the float64 tree adds a couple of float64 units in the last place per combination,
-    and the final rounding u |ℓ|.  In all,
+    and the final rounding :math:`u\,|\ell|`.  In all,
     :math:`|\Delta| \le u\,(2|\ell| + B/e) + 2B \cdot 2^{-53} (|\ell| + 1)` (tested).
     """
     return _kernel(queries, centers, beta, weights, num_threads, split_every, normalise=True)
