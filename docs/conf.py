@@ -23,7 +23,7 @@ import infoflow
 
 project = "infoflow"
 author = "infoflow contributors"
-copyright = "infoflow contributors, BSD-3-Clause"  # noqa: A001 (Sphinx's name)
+copyright = "infoflow contributors, BSD-3-Clause"
 release = infoflow.__version__
 version = release
 
