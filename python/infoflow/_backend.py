@@ -40,7 +40,14 @@ def cuda_devices() -> tuple[int, str | None]:
 
 
 def has_cuda() -> bool:
-    """Whether a CUDA GPU is usable now (built with CUDA, a driver, a visible device)."""
+    """Whether a CUDA GPU is usable now (built with CUDA, a driver, a visible device).
+
+    Examples
+    --------
+    >>> import infoflow
+    >>> infoflow.has_cuda() in (True, False)  # False on a CPU-only build or machine
+    True
+    """
     return cuda_devices()[0] > 0
 
 
@@ -101,6 +108,15 @@ def build_info() -> dict[str, Any]:
         when built, the CUDA compiler version, architectures, runtime and driver
         versions, the visible devices and ``cuda_device_error`` (None, or the CUDA error
         that explains why no device is visible, e.g. a driver older than the runtime).
+
+    Examples
+    --------
+    >>> import infoflow
+    >>> info = infoflow.build_info()
+    >>> info["version"] == infoflow.__version__
+    True
+    >>> info["simd_runtime"] in info["simd_supported"]
+    True
     """
     info = dict(_core.build_info())
     info["simd_runtime"] = simd_level() if simd_level() != "auto" else info["simd_runtime"]

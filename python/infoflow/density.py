@@ -80,6 +80,17 @@ def gaussian_lse(queries, centers, beta, *, weights=None, num_threads=None):
     with :math:`w_j = 1` unless ``weights`` are given.  Same arguments and return
     conventions as :func:`log_density`, without the normalisation
     :math:`-\ln \sum_j w_j - \tfrac{d}{2}\ln(2\pi\beta^2)`.
+
+    Examples
+    --------
+    One query at the origin, centres at squared distances 0 and 25, beta = 5: the sum is
+    :math:`e^0 + e^{-25/50}`.
+
+    >>> import numpy as np, infoflow
+    >>> q = np.zeros((1, 2))
+    >>> c = np.array([[0.0, 0.0], [3.0, 4.0]])
+    >>> infoflow.gaussian_lse(q, c, 5.0)  # log(1 + exp(-0.5))
+    array([0.474077])
     """
     q3, c3, w2, beta_value, threads, batch_shape = _batched_pair(queries, centers, beta, num_threads, weights)
     graph = _graph(queries, centers, beta, weights, threads, batch_shape, normalise=False)
@@ -110,14 +121,14 @@ def log_density(queries, centers, beta, *, weights=None, num_threads=None):
     centers : numpy.ndarray or torch.Tensor, shape (..., n, d)
         Mixture centres: same array type, dtype, device and leading batch shape as
         ``queries``.  Each batch element is its own mixture.
+    beta : float
+        Standard deviation of the Gaussian noise, in the units of the data; > 0.
     weights : numpy.ndarray or torch.Tensor, shape (..., n) or (n,), optional
         Non-negative weight of each centre (need not sum to 1; a zero weight removes the
         centre), of the centres' array type and dtype (a float array of another dtype is
         accepted when its values convert exactly); a (n,) array applies to every batch
         element.  Integer counts of repeated centres give exactly the mixture of the
         repeated centres.  CPU only for now.
-    beta : float
-        Standard deviation of the Gaussian noise, in the units of the data; > 0.
     num_threads : int, optional
         CPU threads (default: OpenMP's default, usually all cores).  Ignored on the GPU.
 

@@ -49,6 +49,16 @@ class RConvergence:
         The estimate at each, and its Monte Carlo standard error, in ``unit``.
     unit : str
         ``"nats"``, ``"bits"``, ...
+
+    Examples
+    --------
+    A sequence that still falls by 0.2 nats from R = 4 to R = 8, 7 standard errors of the
+    shift:
+
+    >>> from infoflow import RConvergence
+    >>> seq = RConvergence(repeats=(2, 4, 8), values=(3.1, 2.9, 2.7), stderrs=(0.02, 0.02, 0.02))
+    >>> round(seq.shift, 3), round(seq.shift_stderr, 4), seq.converged()
+    (-0.2, 0.0283, False)
     """
 
     repeats: tuple
@@ -106,6 +116,16 @@ class Estimate:
         For a mutual information estimated from R samples per input: the same estimate
         at R/4, R/2 and R (see :class:`RConvergence`); None otherwise.  Arithmetic on
         estimates drops it.
+
+    Examples
+    --------
+    >>> from infoflow import Estimate
+    >>> a = Estimate(1.25, 0.03)
+    >>> b = Estimate(0.5, 0.04)
+    >>> print(a - b)  # independent errors add in quadrature
+    0.75 ± 0.05 nats
+    >>> f"{2 * a:.3f}", float(a)
+    ('2.500 ± 0.060 nats', 1.25)
     """
 
     value: ArrayOrFloat
@@ -132,7 +152,7 @@ class Estimate:
             return format(self)
         return f"Estimate(value={self.value!r}, stderr={self.stderr!r}, unit={self.unit!r})"
 
-    def _check_unit(self, other: "Estimate") -> None:
+    def _check_unit(self, other: Estimate) -> None:
         if other.unit != self.unit:
             raise ValueError(f"cannot combine estimates in {self.unit} and {other.unit}")
 
@@ -180,7 +200,15 @@ class Estimate:
 
 
 class Bounds(NamedTuple):
-    """Deterministic lower and upper bounds, in the units of the call that made them."""
+    """Deterministic lower and upper bounds, in the units of the call that made them.
+
+    Examples
+    --------
+    >>> from infoflow import Bounds
+    >>> bounds = Bounds(lower=1.0, upper=2.0)
+    >>> bool(bounds.contains(1.5)), bounds.upper - bounds.lower
+    (True, 1.0)
+    """
 
     lower: ArrayOrFloat
     upper: ArrayOrFloat

@@ -232,7 +232,19 @@ def log_density(queries, centers, beta, *, weights=None, num_threads=None, split
     :math:`\ell = \log\sum_b e^{\ell_b}` has derivative :math:`p_b = e^{\ell_b - \ell}` in
     :math:`\ell_b`, these add at most :math:`u \sum_b p_b |\ell_b| \le u (|\ell| + B/e)`;
     the float64 tree adds a couple of float64 units in the last place per combination,
-    and the final rounding u |ℓ|.  In all,
+    and the final rounding :math:`u\,|\ell|`.  In all,
     :math:`|\Delta| \le u\,(2|\ell| + B/e) + 2B \cdot 2^{-53} (|\ell| + 1)` (tested).
+
+    Examples
+    --------
+    No cluster is needed: without a ``distributed.Client``, ``.compute()`` runs on dask's
+    local scheduler.
+
+    >>> import dask.array as da, numpy as np
+    >>> from infoflow import distributed
+    >>> x = da.zeros((4, 3), chunks=(2, 3))
+    >>> density = distributed.log_density(x, x, 1.0)  # lazy
+    >>> density.compute()  # log N(0; 0, I_3), as infoflow.log_density(np.zeros((4, 3)), ...)
+    array([-2.756816, -2.756816, -2.756816, -2.756816])
     """
     return _kernel(queries, centers, beta, weights, num_threads, split_every, normalise=True)

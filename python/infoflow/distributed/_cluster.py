@@ -7,8 +7,8 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 __all__ = ["resolve_client", "connect", "local_cluster", "worker_slot", "worker_threads", "total_threads"]
 

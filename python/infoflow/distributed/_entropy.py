@@ -13,9 +13,9 @@ done in more steps, and value and stderr agree to float64 rounding.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 

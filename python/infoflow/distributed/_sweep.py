@@ -10,9 +10,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Mapping
 
 from .._intake import positive_int
 from .._output import atomic_write, check_new_files, output_dir, remove_files
