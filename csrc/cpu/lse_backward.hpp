@@ -13,7 +13,7 @@
 // FlashAttention's scheme: L is saved by the forward and r recomputed here, so memory is
 // O((m + n) d), never m x n.  The coordinate sums are never taken as sum_j r_ij c_j - q_i,
 // which at small beta would cancel to a few digits: either from the differences c_j - q_i
-// or, for a tile of nearby queries, expanded around one of them (see backward_block).
+// or, for a tile of nearby queries, expanded around one of them (add_coordinates_expanded).
 //
 // Work layout.  Rows and columns are both sums over pairs, so one fused pass computes
 // each pair's distance and responsibility once and adds it to both.  To give every sum a
@@ -21,8 +21,12 @@
 // stripes each (P = threads) and the pass runs in P rounds: in round r thread t takes
 // query stripe t against centre stripe (t + r) mod P, so no two threads share a row or a
 // column in a round.  Mixtures of a batch with few queries each are instead taken whole,
-// one per thread.  Partial sums are kept in T within a register tile and a packed group,
-// and in double across them.
+// one per thread.  Partial sums are kept in T within a tile of queries (rows) or a chunk
+// of kBackwardChunk queries (columns), and in double across them.
+//
+// Per tile of queries and packed group the phases are: the distances and
+// responsibilities (group_responsibilities), the column totals (add_column_totals),
+// the coordinate sums (add_coordinates_expanded or _direct); per tile, flush_tile_rows.
 
 template <class T>
 struct BackwardScratch {
@@ -34,7 +38,7 @@ struct BackwardScratch {
 
 // A tile whose queries lie within kCompactTile beta of its first query, coordinate by
 // coordinate, takes the coordinate sums in the form expanded around that query (see
-// backward_block); its rounding error is then at most a few times that of the direct
+// add_coordinates_expanded); its rounding error is then at most a few times that of the direct
 // differences.
 constexpr double kCompactTile = 8.0;
 
@@ -70,26 +74,240 @@ inline void distance_tile_keeping_differences(const T* __restrict q, const T* __
   }
 }
 
+// One register tile of consecutive queries, as the pass needs it: the queries (qbuf;
+// padding rows repeat the first, with g = 0), per query the reference distance D_ref =
+// -(L - ln w_max) / scale, so that r = exp((D + o - D_ref) (-scale)) needs no large T
+// subtraction (-inf for padding: r ~ 0), the weights' shift -L / scale, the upstream
+// gradient, and whether the tile is compact (its queries within kCompactTile beta of the
+// first, coordinate by coordinate).
+template <class T>
+struct QueryTile {
+  static constexpr int kTileQ = Simd<T>::tile_q;
+  int count = 0;
+  bool compact = true;
+  T reference[kTileQ], weight_shift[kTileQ], grad_up[kTileQ];
+};
+
+// Phase 1: loads the tile of queries t0.. into s.qbuf, with q_a - o and g_a (q_a - o)
+// into s.shifted for the expanded form.
+template <class T>
+[[gnu::always_inline]] inline void load_query_tile(const Problem<T>& p, const Gradients<T>& grads,
+                                                   const PackedCentres<T>& packed, index_t b, index_t t0, int count,
+                                                   BackwardScratch<T>& s, QueryTile<T>& tile) {
+  constexpr int kTileQ = Simd<T>::tile_q;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  const index_t d = p.d;
+  const double scale = exponent_scale(p.beta);
+  const double lse_shift = packed.log_max_weight[b];
+  const T compact_limit = static_cast<T>(kCompactTile * p.beta);
+  const double* lse = grads.lse + b * p.m;
+  T* q_rel = s.shifted.ptr;                // q_a - o, [a][k]
+  T* gq_rel = s.shifted.ptr + kTileQ * d;  // g_a (q_a - o), [a][k]
+  tile.count = count;
+  tile.compact = true;
+  for (int a = 0; a < kTileQ; ++a) {
+    const bool real = a < count;
+    T* q = s.qbuf.ptr + a * d;
+    for (index_t k = 0; k < d; ++k) q[k] = p.queries(b, real ? t0 + a : t0, k);
+    tile.reference[a] = real ? static_cast<T>(-(lse[t0 + a] - lse_shift) / scale) : -kInf;
+    tile.weight_shift[a] = real ? static_cast<T>(-lse[t0 + a] / scale) : -kInf;
+    tile.grad_up[a] = real ? static_cast<T>(grads.upstream[b * p.m + t0 + a]) : T(0);
+    for (index_t k = 0; k < d; ++k) {
+      q_rel[a * d + k] = q[k] - s.qbuf.ptr[k];
+      gq_rel[a * d + k] = tile.grad_up[a] * q_rel[a * d + k];
+      tile.compact = tile.compact && std::abs(q_rel[a * d + k]) <= compact_limit;
+    }
+  }
+}
+
+// Phase 2: the tile's squared distances to group g and their responsibilities r; adds
+// sum_j r_aj D_aj and sum_j r_aj to the row partials.  Returns false, with nothing added,
+// when every responsibility is below e^-87 (float) or e^-708 (double), i.e. beyond
+// kNegligible of the query's largest term: a float sum of responsibilities that total 1
+// cannot hold them, and at small beta that skips the coordinate work for almost every
+// group, as the forward skips their blocks.  (Not with weights: e_ij is then wanted.)
+template <class T>
+[[gnu::always_inline]] inline bool group_responsibilities(
+    const Problem<T>& p, const Gradients<T>& grads, const Layout<T>& lay, const PackedCentres<T>& packed,
+    index_t b, index_t g, const QueryTile<T>& tile, BackwardScratch<T>& s,
+    typename Simd<T>::V (&dist)[Simd<T>::tile_q][Simd<T>::tile_v],
+    typename Simd<T>::V (&r)[Simd<T>::tile_q][Simd<T>::tile_v]) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
+  constexpr index_t G = Layout<T>::G;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  const index_t d = p.d;
+  const T neg_scale = static_cast<T>(-exponent_scale(p.beta));
+  const T* group = packed.group(b, g, lay);
+  if (tile.compact)
+    distance_tile_keeping_differences<T, false>(s.qbuf.ptr, group, d, s.diff.ptr, dist);
+  else
+    distance_tile_keeping_differences<T, true>(s.qbuf.ptr, group, d, s.diff.ptr, dist);
+  // Offsets: ln(w_max / w_j) / scale with weights, +inf for zero weights and padding.
+  V offset[kTileV];
+  const index_t valid = std::min<index_t>(G, p.n - g * G);
+  for (int v = 0; v < kTileV; ++v) {
+    offset[v] = p.weights != nullptr ? load<V>(packed.group_offsets(b, g, lay) + v * L) : V{};
+    if (valid < G)  // the last group's padding (weighted offsets are +inf there already)
+      for (int l = 0; l < L; ++l)
+        if (v * L + l >= valid) offset[v][l] = kInf;
+  }
+  V exponent[kTileQ][kTileV];
+  V largest_exponent = splat<V>(-kInf);
+  for (int a = 0; a < kTileQ; ++a)
+    for (int v = 0; v < kTileV; ++v) {
+      exponent[a][v] = (dist[a][v] + offset[v] - splat<V>(tile.reference[a])) * neg_scale;
+      largest_exponent = vmax(largest_exponent, exponent[a][v]);
+    }
+  T largest = largest_exponent[0];
+  for (int l = 1; l < L; ++l) largest = std::max(largest, largest_exponent[l]);
+  if (largest < -kNegligible<T> && grads.weights == nullptr) return false;
+  const index_t row_width = (d + 2) * L;
+  for (int a = 0; a < kTileQ; ++a) {
+    V dr = V{}, sum_r = V{};
+    for (int v = 0; v < kTileV; ++v) {
+      const V e = vexp(exponent[a][v]);
+      r[a][v] = offset[v] < splat<V>(kInf) ? e : V{};  // exactly 0 for absent centres
+      dr += r[a][v] * dist[a][v];
+      sum_r += r[a][v];
+    }
+    T* row = s.row.ptr + a * row_width;
+    store(row + d * L, load<V>(row + d * L) + dr);
+    store(row + (d + 1) * L, load<V>(row + (d + 1) * L) + sum_r);
+  }
+  return true;
+}
+
+// Phase 3: the group's column totals sum_a g_a r_aj (returned in `total` as well) and,
+// with weights, sum_a g_a e_aj.  All rows, unrolled: padding rows have g = 0.
+template <class T>
+[[gnu::always_inline]] inline void add_column_totals(
+    const Problem<T>& p, const Gradients<T>& grads, const QueryTile<T>& tile, T* col,
+    const typename Simd<T>::V (&dist)[Simd<T>::tile_q][Simd<T>::tile_v],
+    const typename Simd<T>::V (&r)[Simd<T>::tile_q][Simd<T>::tile_v], typename Simd<T>::V (&total)[Simd<T>::tile_v]) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
+  constexpr index_t G = Layout<T>::G;
+  const index_t d = p.d;
+  const T neg_scale = static_cast<T>(-exponent_scale(p.beta));
+  for (int v = 0; v < kTileV; ++v) {
+    total[v] = V{};
+    V total_e = load<V>(col + (d + 1) * G + v * L);
+    for (int a = 0; a < kTileQ; ++a) {
+      total[v] += r[a][v] * tile.grad_up[a];
+      if (grads.weights != nullptr)  // e_ij = exp(s_ij - L_i), the weight's own derivative
+        total_e += vexp((dist[a][v] - splat<V>(tile.weight_shift[a])) * neg_scale) * tile.grad_up[a];
+    }
+    store(col + d * G + v * L, load<V>(col + d * G + v * L) + total[v]);
+    store(col + (d + 1) * G + v * L, total_e);
+  }
+}
+
+// Phase 4a, a compact tile: the coordinate sums expanded around its first query o,
+//
+//   sum_j r_aj (c_j - q_a)     = sum_j r_aj (c_j - o) - (q_a - o) sum_j r_aj
+//   sum_a g_a r_aj (q_a - c_j) = sum_a r_aj g_a (q_a - o) - (c_j - o) sum_a g_a r_aj,
+//
+// in one loop with r in registers: two FMAs per pair and coordinate and no subtraction.
+// c_j - o are the first query's differences, kept by the distance pass; the rows'
+// correction waits for the end of the tile (flush_tile_rows), as it needs only
+// sum_j r_aj.  Relevant centres lie within ~13 beta of a query, so every term is at most
+// ~(13 + 2 kCompactTile) beta: the cancellation costs a few bits of T, not the result.
+template <class T>
+[[gnu::always_inline]] inline void add_coordinates_expanded(
+    const Problem<T>& p, bool want_q, bool want_c, BackwardScratch<T>& s, T* col,
+    const typename Simd<T>::V (&r)[Simd<T>::tile_q][Simd<T>::tile_v],
+    const typename Simd<T>::V (&total)[Simd<T>::tile_v]) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
+  constexpr index_t G = Layout<T>::G;
+  const index_t d = p.d, row_width = (d + 2) * L;
+  const T* gq_rel = s.shifted.ptr + kTileQ * d;
+  for (index_t k = 0; k < d; ++k) {
+    const T* c_rel = s.diff.ptr + k * kTileV * L;
+    V col_k[kTileV];
+    if (want_c)
+      for (int v = 0; v < kTileV; ++v) col_k[v] = load<V>(col + k * G + v * L) - load<V>(c_rel + v * L) * total[v];
+    for (int a = 0; a < kTileQ; ++a) {
+      if (want_q) {
+        T* row_k = s.row.ptr + a * row_width + k * L;
+        V acc = load<V>(row_k);
+        for (int v = 0; v < kTileV; ++v) acc += r[a][v] * load<V>(c_rel + v * L);
+        store(row_k, acc);
+      }
+      if (want_c) {
+        const V u = splat<V>(gq_rel[a * d + k]);
+        for (int v = 0; v < kTileV; ++v) col_k[v] += r[a][v] * u;
+      }
+    }
+    if (want_c)
+      for (int v = 0; v < kTileV; ++v) store(col + k * G + v * L, col_k[v]);
+  }
+}
+
+// Phase 4b, any other tile: the coordinate sums from the kept differences, rows r (c - q)
+// and then columns g r (q - c), each pass with its factors in registers (both at once
+// would not fit in AVX2's 16).  r is overwritten.
+template <class T>
+[[gnu::always_inline]] inline void add_coordinates_direct(const Problem<T>& p, bool want_q, bool want_c,
+                                                          const QueryTile<T>& tile, BackwardScratch<T>& s, T* col,
+                                                          typename Simd<T>::V (&r)[Simd<T>::tile_q][Simd<T>::tile_v]) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
+  constexpr index_t G = Layout<T>::G;
+  const index_t d = p.d, row_width = (d + 2) * L;
+  if (want_q) {
+    for (index_t k = 0; k < d; ++k) {
+      const T* diff_k = s.diff.ptr + k * kTileQ * kTileV * L;
+      for (int a = 0; a < kTileQ; ++a) {
+        T* row_k = s.row.ptr + a * row_width + k * L;
+        V acc = load<V>(row_k);
+        for (int v = 0; v < kTileV; ++v) acc += r[a][v] * load<V>(diff_k + (a * kTileV + v) * L);
+        store(row_k, acc);
+      }
+    }
+  }
+  if (want_c) {
+    for (int a = 0; a < kTileQ; ++a)
+      for (int v = 0; v < kTileV; ++v) r[a][v] *= -tile.grad_up[a];
+    for (index_t k = 0; k < d; ++k) {
+      const T* diff_k = s.diff.ptr + k * kTileQ * kTileV * L;
+      for (int v = 0; v < kTileV; ++v) {
+        V acc = load<V>(col + k * G + v * L);
+        for (int a = 0; a < kTileQ; ++a) acc += r[a][v] * load<V>(diff_k + (a * kTileV + v) * L);
+        store(col + k * G + v * L, acc);
+      }
+    }
+  }
+}
+
+// Phase 5: the tile's row partials (vectors of T over the groups) into `rows`, in double,
+// with the expanded form's correction.
+template <class T>
+[[gnu::always_inline]] inline void flush_tile_rows(const Problem<T>& p, const QueryTile<T>& tile,
+                                                   const BackwardScratch<T>& s, double* rows) {
+  using V = typename Simd<T>::V;
+  constexpr int L = Simd<T>::lanes;
+  const index_t d = p.d, row_width = (d + 2) * L;
+  const T* q_rel = s.shifted.ptr;
+  for (int a = 0; a < tile.count; ++a) {
+    const T* row = s.row.ptr + a * row_width;
+    const V sum_r = load<V>(row + (d + 1) * L);
+    for (index_t k = 0; k <= d; ++k) {
+      V sum = load<V>(row + k * L);
+      if (tile.compact && k < d) sum -= splat<V>(q_rel[a * d + k]) * sum_r;
+      double value = 0.0;
+      for (int l = 0; l < L; ++l) value += static_cast<double>(sum[l]);
+      rows[a * (d + 1) + k] += value;
+    }
+  }
+}
+
 // Adds the pairs of queries i0..i1 and the packed groups g0..g1 of mixture b to its row
 // sums (d + 1 per query: sum_j r_ij (c_j - q_i), then sum_j r_ij D_ij; `rows` starts at
 // query i0) and column sums (d + 2 per centre: sum_i g_i r_ij (q_i - c_j), sum_i g_i r_ij,
 // sum_i g_i e_ij; `cols` starts at group g0), all in double.  Within the call, partial
 // sums are vectors of T: a query's over the groups, a group's over the queries.
-//
-// The coordinate sums cost most.  Taken from direct differences they need the tile's
-// tile_q x G x d differences twice, once per sum; register pressure (16 AVX2 registers)
-// keeps the two sums apart, and storing the differences costs as much as recomputing
-// them.  A compact tile instead expands both sums around its first query o:
-//
-//   sum_j r_aj (c_j - q_a)     = sum_j r_aj (c_j - o) - (q_a - o) sum_j r_aj
-//   sum_a g_a r_aj (q_a - c_j) = sum_a r_aj g_a (q_a - o) - (c_j - o) sum_a g_a r_aj
-//
-// where c_j - o are the first query's differences (kept by the distance pass, one store
-// per centre and coordinate), the row correction waits for the end of the tile (it needs
-// only sum_j r_aj), and one loop adds both sums with the responsibilities in registers:
-// two FMAs per pair and coordinate, no subtraction.  Relevant centres lie within ~13 beta
-// of a query, so every term is at most ~(13 + 2 kCompactTile) beta: the cancellation
-// costs a few bits of T, never the result.  Other tiles take the direct form.
 template <class T>
 void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout<T>& lay,
                     const PackedCentres<T>& packed, index_t b, index_t i0, index_t i1, index_t g0, index_t g1,
@@ -97,168 +315,29 @@ void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout
   using V = typename Simd<T>::V;
   constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
   constexpr index_t G = Layout<T>::G;
-  constexpr T kInf = std::numeric_limits<T>::infinity();
   const index_t d = p.d;
-  const double scale = exponent_scale(p.beta);
-  const T neg_scale = static_cast<T>(-scale);
-  const T compact_limit = static_cast<T>(kCompactTile * p.beta);
   const bool want_q = grads.queries != nullptr, want_c = grads.centers != nullptr;
   const bool want_columns = want_c || grads.weights != nullptr;
   const bool want_rows = want_q || grads.beta != nullptr;
-  const double* lse = grads.lse + b * p.m;
-  const double* upstream = grads.upstream + b * p.m;
   const index_t col_width = (d + 2) * G;  // one group's column partials: [k][G]
-  const index_t row_width = (d + 2) * L;  // one query's row partials: [k][L], then D, then sum r
   std::fill(s.col.ptr, s.col.ptr + (g1 - g0) * col_width, T(0));
-  T* q_rel = s.shifted.ptr;                     // q_a - o, [a][k]
-  T* gq_rel = s.shifted.ptr + kTileQ * d;       // g_a (q_a - o), [a][k]
-
+  QueryTile<T> tile;
   for (index_t t0 = i0; t0 < i1; t0 += kTileQ) {
-    const int count = static_cast<int>(std::min<index_t>(kTileQ, i1 - t0));
-    // The tile's queries, and per query the reference distance D_ref = -(L - ln w_max) /
-    // scale: r = exp((D + o - D_ref) (-scale)) then needs no large T subtraction.
-    // Padding rows repeat the first query, with D_ref = -inf (r ~ 0) and g = 0.
-    T reference[kTileQ], weight_shift[kTileQ], grad_up[kTileQ];
-    bool compact = true;
-    for (int a = 0; a < kTileQ; ++a) {
-      T* q = s.qbuf.ptr + a * d;
-      const bool real = a < count;
-      for (index_t k = 0; k < d; ++k) q[k] = p.queries(b, real ? t0 + a : t0, k);
-      reference[a] = real ? static_cast<T>(-(lse[t0 + a] - packed.log_max_weight[b]) / scale) : -kInf;
-      weight_shift[a] = real ? static_cast<T>(-lse[t0 + a] / scale) : -kInf;
-      grad_up[a] = real ? static_cast<T>(upstream[t0 + a]) : T(0);
-      for (index_t k = 0; k < d; ++k) {
-        q_rel[a * d + k] = q[k] - s.qbuf.ptr[k];
-        gq_rel[a * d + k] = grad_up[a] * q_rel[a * d + k];
-        compact = compact && std::abs(q_rel[a * d + k]) <= compact_limit;
-      }
-    }
-    std::fill(s.row.ptr, s.row.ptr + kTileQ * row_width, T(0));
+    load_query_tile(p, grads, packed, b, t0, static_cast<int>(std::min<index_t>(kTileQ, i1 - t0)), s, tile);
+    std::fill(s.row.ptr, s.row.ptr + kTileQ * (d + 2) * L, T(0));
     for (index_t g = g0; g < g1; ++g) {
-      const T* group = packed.group(b, g, lay);
       T* col = s.col.ptr + (g - g0) * col_width;
-      V dist[kTileQ][kTileV];
-      if (compact)
-        distance_tile_keeping_differences<T, false>(s.qbuf.ptr, group, d, s.diff.ptr, dist);
+      V dist[kTileQ][kTileV], r[kTileQ][kTileV], total[kTileV];
+      if (!group_responsibilities(p, grads, lay, packed, b, g, tile, s, dist, r)) continue;
+      if (want_columns) add_column_totals(p, grads, tile, col, dist, r, total);
+      if (tile.compact)
+        add_coordinates_expanded(p, want_q, want_c, s, col, r, total);
       else
-        distance_tile_keeping_differences<T, true>(s.qbuf.ptr, group, d, s.diff.ptr, dist);
-      // Offsets: ln(w_max / w_j) / scale with weights, +inf for zero weights and padding.
-      V offset[kTileV];
-      const index_t valid = std::min<index_t>(G, p.n - g * G);
-      for (int v = 0; v < kTileV; ++v) {
-        offset[v] = p.weights != nullptr ? load<V>(packed.group_offsets(b, g, lay) + v * L) : V{};
-        if (valid < G)  // the last group's padding (weighted offsets are +inf there already)
-          for (int l = 0; l < L; ++l)
-            if (v * L + l >= valid) offset[v][l] = kInf;
-      }
-      // A group whose every responsibility for the tile is below e^-87 (float) or e^-708
-      // (double), i.e. beyond kNegligible of the query's largest term, adds nothing a
-      // float sum of responsibilities that total 1 can hold: at small beta that skips
-      // the coordinate work for almost every group, as the forward skips their blocks.
-      V exponent[kTileQ][kTileV];
-      V largest_exponent = splat<V>(-kInf);
-      for (int a = 0; a < kTileQ; ++a)
-        for (int v = 0; v < kTileV; ++v) {
-          exponent[a][v] = (dist[a][v] + offset[v] - splat<V>(reference[a])) * neg_scale;
-          largest_exponent = vmax(largest_exponent, exponent[a][v]);
-        }
-      T largest = largest_exponent[0];
-      for (int l = 1; l < L; ++l) largest = std::max(largest, largest_exponent[l]);
-      if (largest < -kNegligible<T> && grads.weights == nullptr) continue;
-      V r[kTileQ][kTileV];
-      for (int a = 0; a < kTileQ; ++a) {
-        V dr = V{}, sum_r = V{};
-        for (int v = 0; v < kTileV; ++v) {
-          const V e = vexp(exponent[a][v]);
-          r[a][v] = offset[v] < splat<V>(kInf) ? e : V{};  // exactly 0 for absent centres
-          dr += r[a][v] * dist[a][v];
-          sum_r += r[a][v];
-        }
-        T* row = s.row.ptr + a * row_width;
-        store(row + d * L, load<V>(row + d * L) + dr);
-        store(row + (d + 1) * L, load<V>(row + (d + 1) * L) + sum_r);
-      }
-      // Column totals sum_a g_a r_aj (all rows, unrolled: padding rows have g = 0), and
-      // the weights' own sums; after them only r is live in the coordinate loops.
-      V total[kTileV];
-      if (want_columns) {
-        for (int v = 0; v < kTileV; ++v) {
-          total[v] = V{};
-          V total_e = load<V>(col + (d + 1) * G + v * L);
-          for (int a = 0; a < kTileQ; ++a) {
-            total[v] += r[a][v] * grad_up[a];
-            if (grads.weights != nullptr)  // e_ij = exp(s_ij - L_i), the weight's own derivative
-              total_e += vexp((dist[a][v] - splat<V>(weight_shift[a])) * neg_scale) * grad_up[a];
-          }
-          store(col + d * G + v * L, load<V>(col + d * G + v * L) + total[v]);
-          store(col + (d + 1) * G + v * L, total_e);
-        }
-      }
-      if (compact) {
-        for (index_t k = 0; k < d; ++k) {
-          const T* c_rel = s.diff.ptr + k * kTileV * L;  // c_j - o
-          V col_k[kTileV];
-          if (want_c)
-            for (int v = 0; v < kTileV; ++v)
-              col_k[v] = load<V>(col + k * G + v * L) - load<V>(c_rel + v * L) * total[v];
-          for (int a = 0; a < kTileQ; ++a) {
-            if (want_q) {
-              T* row_k = s.row.ptr + a * row_width + k * L;
-              V acc = load<V>(row_k);
-              for (int v = 0; v < kTileV; ++v) acc += r[a][v] * load<V>(c_rel + v * L);
-              store(row_k, acc);
-            }
-            if (want_c) {
-              const V u = splat<V>(gq_rel[a * d + k]);
-              for (int v = 0; v < kTileV; ++v) col_k[v] += r[a][v] * u;
-            }
-          }
-          if (want_c)
-            for (int v = 0; v < kTileV; ++v) store(col + k * G + v * L, col_k[v]);
-        }
-      } else {
-        // Direct differences: row sums r (c - q), then column sums g r (q - c), each
-        // pass with its factors in registers (both at once would not fit).
-        if (want_q) {
-          for (index_t k = 0; k < d; ++k) {
-            const T* diff_k = s.diff.ptr + k * kTileQ * kTileV * L;
-            for (int a = 0; a < kTileQ; ++a) {
-              T* row_k = s.row.ptr + a * row_width + k * L;
-              V acc = load<V>(row_k);
-              for (int v = 0; v < kTileV; ++v) acc += r[a][v] * load<V>(diff_k + (a * kTileV + v) * L);
-              store(row_k, acc);
-            }
-          }
-        }
-        if (want_c) {
-          for (int a = 0; a < kTileQ; ++a)  // r is not needed after this: -g r in its place
-            for (int v = 0; v < kTileV; ++v) r[a][v] *= -grad_up[a];
-          for (index_t k = 0; k < d; ++k) {
-            const T* diff_k = s.diff.ptr + k * kTileQ * kTileV * L;
-            for (int v = 0; v < kTileV; ++v) {
-              V acc = load<V>(col + k * G + v * L);
-              for (int a = 0; a < kTileQ; ++a) acc += r[a][v] * load<V>(diff_k + (a * kTileV + v) * L);
-              store(col + k * G + v * L, acc);
-            }
-          }
-        }
-      }
+        add_coordinates_direct(p, want_q, want_c, tile, s, col, r);
     }
-    if (want_rows) {
-      for (int a = 0; a < count; ++a) {
-        const T* row = s.row.ptr + a * row_width;
-        const V sum_r = load<V>(row + (d + 1) * L);
-        for (index_t k = 0; k <= d; ++k) {
-          V sum = load<V>(row + k * L);
-          if (compact && k < d) sum -= splat<V>(q_rel[a * d + k]) * sum_r;  // the expansion's correction
-          double value = 0.0;
-          for (int l = 0; l < L; ++l) value += static_cast<double>(sum[l]);
-          rows[(t0 + a - i0) * (d + 1) + k] += value;
-        }
-      }
-    }
+    if (want_rows) flush_tile_rows(p, tile, s, rows + (t0 - i0) * (d + 1));
   }
-  if (want_columns) {
+  if (want_columns) {  // the chunk's column partials into `cols`, in double
     for (index_t g = g0; g < g1; ++g) {
       const T* col = s.col.ptr + (g - g0) * col_width;
       for (index_t j = 0; j < std::min<index_t>(G, p.n - g * G); ++j) {
