@@ -14,7 +14,7 @@ import pytest
 from reference import weighted_entropy_quadrature_1d, weighted_log_density_reference
 
 import infoflow
-from infoflow import entropy as entropy_module
+from infoflow import control_variate, queries
 
 # The float contract of the kernel (as tests/test_weights.py): the value may differ from
 # the exact one by this much relative rounding (the kernel's, on top of the 8 ulps of the
@@ -75,7 +75,7 @@ def _in_sample_estimates(centres, weights, beta, n_queries, rows, rng):
 def test_cross_fit_is_unbiased_with_16_queries_where_an_in_sample_fit_is_not(monkeypatch):
     """N = 16 (8 per half, the fewest that use the control variate in d >= 4; forced in
     d = 1 here): the in-sample coefficient is biased, the cross-fitted one is not."""
-    monkeypatch.setattr(entropy_module, "_MIN_HALF_TIMES_D", 0)
+    monkeypatch.setattr(control_variate, "_MIN_HALF_TIMES_D", 0)
     centres, weights, beta, n_queries = np.array([0.0, 4.0]), np.array([1.0, 9.0]), 1.0, 16
     exact = weighted_entropy_quadrature_1d(centres, weights, beta)
     in_sample = _in_sample_estimates(centres, weights, beta, n_queries, 20_000, np.random.default_rng(0))
@@ -125,7 +125,7 @@ COVERAGE_CASES = [
 
 # Components 6 to 12 beta apart: the residual ln P(J | q) is 0 but for rare queries between
 # components, which most runs never see.  The stderr counts one such event more than seen
-# (see entropy._cross_fitted), so it covers at least nominally; without that it covered
+# (see control_variate._cross_fitted), so it covers at least nominally; without that it covered
 # 0.07 to 0.35 of the runs here.
 RARE_EVENT_CASES = [pytest.param(spacing * np.arange(8.0), n_queries, id=f"{spacing:g} beta apart, N={n_queries}")
                     for spacing, n_queries in ((6.0, 64), (8.0, 64), (8.0, 2048), (12.0, 64), (12.0, 2048))]
@@ -306,7 +306,7 @@ def test_weighted_same_value_whatever_the_chunking(monkeypatch):
     centres = gen.uniform(-1, 1, (3, 40, 4))
     w = gen.uniform(0.0, 1.0, (3, 40))
     whole = infoflow.mixture_entropy(centres, 0.3, weights=w, mc_queries=301, rng=1)
-    monkeypatch.setattr(entropy_module, "_CHUNK_ELEMENTS", 37)  # chunks of 9 queries: odd offsets r0
+    monkeypatch.setattr(queries, "QUERY_CHUNK_ELEMENTS", 37)  # chunks of 9 queries: odd offsets r0
     chunked = infoflow.mixture_entropy(centres, 0.3, weights=w, mc_queries=301, rng=1)
     np.testing.assert_allclose(chunked.value, whole.value, rtol=1e-13)
     np.testing.assert_allclose(chunked.stderr, whole.stderr, rtol=1e-10)

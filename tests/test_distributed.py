@@ -29,12 +29,12 @@ from distributed import Client, LocalCluster  # noqa: E402
 import infoflow  # noqa: E402
 from infoflow import cli  # noqa: E402
 from infoflow import distributed as idist  # noqa: E402
-from infoflow.entropy import _CHUNK_ELEMENTS  # noqa: E402
+from infoflow.queries import QUERY_CHUNK_ELEMENTS  # noqa: E402
 
 from reference import log_density_reference  # noqa: E402
 
 # All-local queries per task: the local chunking, so the result must be the local one bit for bit.
-WHOLE = _CHUNK_ELEMENTS
+WHOLE = QUERY_CHUNK_ELEMENTS
 # Tiny experiment settings: the point is the plumbing, not the numbers (as in test_experiments_szt).
 TINY = dict(epochs=2, n_points=2, repeats=2, max_centers=1000, mc_samples=2)
 

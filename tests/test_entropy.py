@@ -7,7 +7,7 @@ import pytest
 from reference import entropy_quadrature_1d, kt_bounds_reference
 
 import infoflow
-from infoflow import entropy as entropy_module
+from infoflow import control_variate, queries
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_same_seed_same_value_whatever_the_chunking(monkeypatch, weighted):
     centres = np.random.default_rng(10).uniform(-1, 1, (3, 50, 4))
     weights = np.random.default_rng(11).integers(0, 4, (3, 50)).astype(float) + np.eye(50)[0] if weighted else None
     whole = infoflow.mixture_entropy(centres, 0.3, weights=weights, mc_samples=8, rng=1)
-    monkeypatch.setattr(entropy_module, "_CHUNK_ELEMENTS", 37)  # many small chunks
+    monkeypatch.setattr(queries, "QUERY_CHUNK_ELEMENTS", 37)  # many small chunks
     chunked = infoflow.mixture_entropy(centres, 0.3, weights=weights, mc_samples=8, rng=1)
     np.testing.assert_allclose(chunked.value, whole.value, rtol=1e-13)
     np.testing.assert_allclose(chunked.stderr, whole.stderr, rtol=1e-10)
@@ -121,7 +121,7 @@ def test_same_seed_same_value_whatever_the_chunking(monkeypatch, weighted):
 def test_float32_and_float64_data_give_the_same_estimate_for_the_same_seed(options):
     """The Monte Carlo draws do not depend on the dtype: float32 data and the same values
     in float64 give the same estimate up to float32 rounding, which the estimate allows
-    for as 8 units in the last place of float32 (``entropy._ROUNDING_ULPS``).  Before,
+    for as 8 units in the last place of float32 (``control_variate.ROUNDING_ULPS``).  Before,
     float32 drew its normals with another algorithm: -0.5234 against -0.5111 nats for
     the README's samples without the control variate, 1e5 float32 ulps apart."""
     options = dict(options)
@@ -135,7 +135,7 @@ def test_float32_and_float64_data_give_the_same_estimate_for_the_same_seed(optio
     if "weights" in options:
         options["weights"] = options["weights"].astype(np.float64)
     double = infoflow.mixture_entropy(centres.astype(np.float64), 0.3, rng=0, **options)
-    tolerance = entropy_module._ROUNDING_ULPS * np.finfo(np.float32).eps * np.maximum(1.0, np.abs(double.value))
+    tolerance = control_variate.ROUNDING_ULPS * np.finfo(np.float32).eps * np.maximum(1.0, np.abs(double.value))
     assert np.all(np.abs(single.value - double.value) <= tolerance)
 
 
@@ -146,11 +146,11 @@ def test_weighted_centres_are_picked_as_by_one_draw_ahead_of_the_noise(monkeypat
     batch, n, count = 3, 40, 500
     weights = np.random.default_rng(12).integers(0, 5, (batch, n)).astype(float)
     weights[:, 7] = 1.0
-    monkeypatch.setattr(entropy_module, "_CHUNK_ELEMENTS", 97)  # pieces of 97 rows (d = 1)
+    monkeypatch.setattr(queries, "QUERY_CHUNK_ELEMENTS", 97)  # pieces of 97 rows (d = 1)
     generator = np.random.default_rng(4)
-    plan = entropy_module._query_plan(n, weights, None, count, generator, batch)
+    plan = queries.query_plan(n, weights, None, count, generator, batch)
     owners = np.empty((batch, count), dtype=np.int64)
-    for b0, b1, r0, r1 in entropy_module._chunks(batch, count, 1):
+    for b0, b1, r0, r1 in queries.chunks(batch, count, 1):
         owners[b0:b1, r0:r1] = plan.owners(b0, b1, r0, r1)
 
     reference = np.random.default_rng(4)

@@ -245,13 +245,13 @@ def test_the_query_bound_counts_the_whole_batch():
 
 
 def test_mutual_information_budgets_are_checked_before_any_work(monkeypatch):
-    from infoflow import entropy
+    from infoflow import entropy_engine
     from infoflow.mutual_information import layer_information
 
     def no_work(*args, **kwargs):
         raise AssertionError("an entropy was estimated before the budget was checked")
 
-    monkeypatch.setattr(entropy, "_query_plan", no_work)
+    monkeypatch.setattr(entropy_engine, "query_plan", no_work)
     samples, labels = np.zeros((4, 2, 1)), np.array([0, 1, 0, 1])
     with pytest.raises(ValueError, match=r"mc_samples: mc_samples=1073741824 asks for 8589934592 Monte Carlo queries "
                                          r"for h\(T\) of 8 pooled samples"):

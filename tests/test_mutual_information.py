@@ -12,8 +12,8 @@ import pytest
 from reference import entropy_quadrature_1d
 
 import infoflow
-from infoflow import mutual_information as mi_module
-from infoflow.entropy import _ROUNDING_ULPS
+from infoflow import layer_terms
+from infoflow.control_variate import ROUNDING_ULPS
 from infoflow.mutual_information import mi_xt, mi_yt
 
 X4 = np.array([-3.0, -1.0, 1.0, 3.0])  # X uniform on 4 inputs
@@ -84,13 +84,13 @@ def test_regimes_are_what_they_claim():
 def test_deterministic_layer_uses_the_exact_noise_entropy(monkeypatch):
     """With R = 1 only h(T) is estimated: stderr is exactly h(T)'s and one call is made."""
     calls = []
-    real = mi_module.entropy_nats
+    real = layer_terms.entropy_nats
 
     def spy(centers, *args, **kwargs):
         calls.append(centers.shape)
         return real(centers, *args, **kwargs)
 
-    monkeypatch.setattr(mi_module, "entropy_nats", spy)
+    monkeypatch.setattr(layer_terms, "entropy_nats", spy)
     s = np.tanh(0.5 * X4).reshape(4, 1, 1)
     est = mi_xt(s, 0.3, rng=7)
     h_t = infoflow.mixture_entropy(s.reshape(1, 4, 1), 0.3, mc_samples=infoflow.default_mc_samples(4), rng=7)
@@ -172,14 +172,14 @@ def test_stderr_is_calibrated():
 def test_stderr_combines_the_terms_in_quadrature(monkeypatch):
     """The documented formulas, checked on the estimates each term returned."""
     results = []
-    real = mi_module.entropy_nats
+    real = layer_terms.entropy_nats
 
     def spy(*args, **kwargs):
         value, stderr = real(*args, **kwargs)
         results.append(infoflow.Estimate(value, stderr))
         return value, stderr
 
-    monkeypatch.setattr(mi_module, "entropy_nats", spy)
+    monkeypatch.setattr(layer_terms, "entropy_nats", spy)
     est = mi_xt(S_R3[:, :, None], BETA_R3, mc_samples=50, rng=32, convergence=False)
     h_t, cond = results
     assert est.value == pytest.approx(h_t.value[0] - np.mean(cond.value), abs=1e-12)
@@ -197,13 +197,13 @@ def test_the_query_budget_is_shared_by_every_term(monkeypatch):
     """h(T) gets the budget (65536 queries by default) and the conditional terms as many
     in total: ceil(65536 / m) per input, or per class in proportion to its frequency."""
     seen = []
-    real = mi_module.entropy_nats
+    real = layer_terms.entropy_nats
 
     def spy(centers, beta, *, k, n_queries, **kwargs):
         seen.append((centers.shape, k, n_queries))
         return real(centers, beta, k=k, n_queries=n_queries, **kwargs)
 
-    monkeypatch.setattr(mi_module, "entropy_nats", spy)
+    monkeypatch.setattr(layer_terms, "entropy_nats", spy)
     samples = np.random.default_rng(9).normal(size=(30, 7, 2))
     mi_xt(samples, 0.5, rng=0, convergence=False)
     assert seen == [((1, 210, 2), None, 65536), ((30, 7, 2), None, math.ceil(65536 / 30))]
@@ -316,13 +316,13 @@ def test_max_centers_stays_within_stderr_of_full():
 
 def test_max_centers_draws_a_subset_without_replacement(monkeypatch):
     seen = []
-    real = mi_module.entropy_nats
+    real = layer_terms.entropy_nats
 
     def spy(centers, *args, **kwargs):
         seen.append(np.array(centers.data))
         return real(centers, *args, **kwargs)
 
-    monkeypatch.setattr(mi_module, "entropy_nats", spy)
+    monkeypatch.setattr(layer_terms, "entropy_nats", spy)
     samples = _ordered_clusters()
     pooled = {tuple(row) for row in samples.reshape(-1, 2)}
     subsets = []
@@ -362,7 +362,7 @@ def test_float32_and_float64_samples_give_the_same_estimate_for_the_same_seed():
     samples = np.tanh(rng.normal(size=(m, 1, d)) + 0.3 * rng.normal(size=(m, r, d))).astype(np.float32)
     labels = np.arange(m) % 3
     scale = abs(h_z(d, beta)) + math.log(m * r)
-    tolerance = 2 * _ROUNDING_ULPS * np.finfo(np.float32).eps * scale
+    tolerance = 2 * ROUNDING_ULPS * np.finfo(np.float32).eps * scale
     for f, args in ((mi_xt, (beta,)), (mi_yt, (labels, beta))):
         single = f(samples, *args, rng=5)
         double = f(samples.astype(np.float64), *args, rng=5)

@@ -133,20 +133,20 @@ def build_info() -> dict[str, Any]:
 def spatial_order(rows: np.ndarray) -> np.ndarray:
     """The k-d order (int64, one per row) in which the CPU kernel's pruned path takes the
     rows of a host (n, d) array; reordering once lets several calls on subsets of the same
-    centres pass ``centres_ordered=True`` instead of each ordering them again."""
+    centres pass ``centers_ordered=True`` instead of each ordering them again."""
     return _core.spatial_order(np.ascontiguousarray(rows), simd_level())
 
 
 def log_density_3d(queries: FloatArray, centers: FloatArray, beta: float, num_threads: int | None,
-                   *, near_centre: np.ndarray | None = None, weights: FloatArray | None = None,
-                   centres_ordered: bool = False, shift: np.ndarray | None = None):
+                   *, near_center: np.ndarray | None = None, weights: FloatArray | None = None,
+                   centers_ordered: bool = False, shift: np.ndarray | None = None):
     """Kernel call on validated 3-D arrays of one type, dtype and device.
 
-    ``near_centre`` (int64, one per query row, optional) names a centre likely to be near
+    ``near_center`` (int64, one per query row, optional) names a centre likely to be near
     each query, such as the centre a Monte Carlo query was drawn around.  It changes only
     the speed of the brute path: the CPU kernel uses it to bound each query's nearest
     distance early.  ``weights`` (validated, shape (batch, n), optional) makes the result
-    log sum_j w_j exp(-|q - c_j|^2 / (2 beta^2)).  ``centres_ordered`` says that the
+    log sum_j w_j exp(-|q - c_j|^2 / (2 beta^2)).  ``centers_ordered`` says that the
     centres are in :func:`spatial_order` (or a subsequence of it): a speed hint.
     ``shift`` (float64, one per batch row, optional) is added to each mixture's results
     in double precision before they are rounded to the dtype.
@@ -171,8 +171,8 @@ def log_density_3d(queries: FloatArray, centers: FloatArray, beta: float, num_th
     if shift is not None:
         shift = np.ascontiguousarray(shift, dtype=np.float64)
     out = _core.log_density(q, c, beta, num_threads or 0, simd_level(), gemm_screen(),
-                            near_centre, False, pruning(), None if weights is None else weights.data,
-                            centres_ordered, shift)
+                            near_center, False, pruning(), None if weights is None else weights.data,
+                            centers_ordered, shift)
     if queries.kind == "torch":
         import torch
 

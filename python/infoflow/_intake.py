@@ -38,8 +38,9 @@ class FloatArray:
         return self.device.startswith("cuda")
 
 
-def _torch_module():
-    # Never import torch ourselves: a tensor can only exist if the caller already did.
+def torch_module():
+    """The torch module if the caller has imported it, else None (never imported here:
+    a tensor can only exist if the caller already did)."""
     return sys.modules.get("torch")
 
 
@@ -91,7 +92,7 @@ def host_array(x: Any, name: str) -> np.ndarray | None:
 
 def float_array(x: Any, name: str, *, min_ndim: int = 2) -> FloatArray:
     """Validate a float array argument; see the module docstring for the rules."""
-    torch = _torch_module()
+    torch = torch_module()
     host = host_array(x, name)
     if host is not None:
         x = host
@@ -158,7 +159,7 @@ def _scan_chunks(a: np.ndarray):
 def largest_magnitude(data: Any) -> float:
     """max |x| of a float array (host numpy or torch tensor); NaN when it holds a NaN, inf an infinity."""
     if not isinstance(data, np.ndarray):  # a torch tensor on its device: one reduction there
-        low, high = (float(v) for v in _torch_module().aminmax(data))
+        low, high = (float(v) for v in torch_module().aminmax(data))
         return max(-low, high) if not (math.isnan(low) or math.isnan(high)) else math.nan
     largest = 0.0
     for chunk in _scan_chunks(data):
@@ -188,7 +189,7 @@ def same_family(first: FloatArray, second: FloatArray, first_name: str, second_n
         )
 
 
-def centre_weights(weights: Any, centers: FloatArray, name: str = "weights") -> FloatArray | None:
+def center_weights(weights: Any, centers: FloatArray, name: str = "weights") -> FloatArray | None:
     """Validate optional mixture weights against validated ``centers`` of shape (..., n, d).
 
     Returns None for None, else the weights as a C-contiguous array of the centres'
@@ -199,7 +200,7 @@ def centre_weights(weights: Any, centers: FloatArray, name: str = "weights") -> 
     """
     if weights is None:
         return None
-    torch = _torch_module()
+    torch = torch_module()
     host = host_array(weights, name)
     if host is not None:
         weights = host
@@ -264,7 +265,7 @@ def centre_weights(weights: Any, centers: FloatArray, name: str = "weights") -> 
 
 def positive_real(x: Any, name: str) -> float:
     """A finite real number > 0 (beta, a bandwidth); a one-element float tensor counts."""
-    torch = _torch_module()
+    torch = torch_module()
     if torch is not None and isinstance(x, torch.Tensor):
         if x.numel() != 1 or not x.dtype.is_floating_point:
             raise TypeError(f"{name}: expected a real number or a one-element float tensor, got a {x.dtype} "
@@ -373,6 +374,17 @@ def make_rng(rng: Any) -> np.random.Generator:
         raise ValueError(f"rng: {exc}") from None
 
 
+def child_streams(generator: np.random.Generator, count: int) -> list[np.random.Generator]:
+    """``count`` independent generators derived from ``generator`` without advancing it
+    (``Generator.spawn``; a generator built without a SeedSequence gives seeds instead)."""
+    if count == 0:
+        return []
+    try:
+        return generator.spawn(count)
+    except (AttributeError, TypeError):
+        return [np.random.default_rng(seed) for seed in generator.integers(2**63, size=count)]
+
+
 def class_labels(labels: Any, m: int, *, name: str = "labels", rows: str = "samples",
                  expr: str | None = None) -> np.ndarray:
     """Integer (or bool) class labels of shape (m,) as a host numpy array.
@@ -383,7 +395,7 @@ def class_labels(labels: Any, m: int, *, name: str = "labels", rows: str = "samp
     ValueError that suggests ``argmax(1)``, whatever its dtype.
     """
     expr = expr or name
-    torch = _torch_module()
+    torch = torch_module()
     host = host_array(labels, name)
     if host is not None:
         values = host

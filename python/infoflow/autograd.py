@@ -26,6 +26,7 @@ import torch
 
 from . import _backend, _core
 from ._intake import FloatArray, largest_magnitude
+from .density import log_gaussian_normaliser
 
 __all__ = ["GaussianLSE", "EntropyGraph", "needs_graph", "gaussian_lse_graph"]
 
@@ -173,12 +174,12 @@ def gaussian_lse_graph(queries: torch.Tensor, centers: torch.Tensor, beta: Any, 
     if normalise:
         log_total = (torch.full((batch,), math.log(n), dtype=torch.float64) if weights is None
                      else weights.double().sum(-1).log().cpu())
-        shift = -(log_total + d * (0.5 * math.log(2.0 * math.pi) + b.log()))
+        shift = -(log_total + log_gaussian_normaliser(d, b))
     return GaussianLSE.apply(queries, centers, b, weights, shift, num_threads)
 
 
 class EntropyGraph:
-    """The differentiable side of a Monte Carlo entropy (see :func:`infoflow.entropy.entropy_nats`).
+    """The differentiable side of a Monte Carlo entropy (see :func:`infoflow.entropy_engine.entropy_nats`).
 
     The estimator draws its queries q_r = c_{J_r} + beta z_r as usual; this object rebuilds
     each chunk of them from the caller's tensors (so that gradients reach the centres both
@@ -212,8 +213,7 @@ class EntropyGraph:
         weights = None if self.weights is None else self.weights[b0:b1]
         d = block.shape[-1]
         # The normaliser as a shift, differentiable in beta: -(ln W + d (ln(2 pi)/2 + ln beta)).
-        shift = -(torch.from_numpy(np.array(log_weight, dtype=np.float64))
-                  + d * (0.5 * math.log(2.0 * math.pi) + self.beta.log()))
+        shift = -(torch.from_numpy(np.array(log_weight, dtype=np.float64)) + log_gaussian_normaliser(d, self.beta))
         log_g = GaussianLSE.apply(queries, block, self.beta, weights, shift, self.num_threads)
         self.blocks.append((b0, b1, r0, log_g))
         return log_g.detach().double().cpu().numpy()
@@ -243,7 +243,7 @@ class EntropyGraph:
 
 def _cross_fitted_value(terms: torch.Tensor, control: torch.Tensor, b_range: tuple[float, float]) -> torch.Tensor:
     """(1/N) sum_h N_h (mean_h T - b_h' mean_h C), b_h' = clip(M_TC / M_CC) fitted on the
-    other half (the even and odd query indices), as :func:`infoflow.entropy._cross_fitted`."""
+    other half (the even and odd query indices), as :func:`infoflow.control_variate.finish_estimate`."""
     halves = [(terms[:, parity::2], control[:, parity::2]) for parity in (0, 1)]
     coefficients = []
     for t, c in halves:

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Optional
 
 import numpy as np
 
-from ._intake import _torch_module, class_labels, host_array, log_of_base, positive_int, positive_real
+from ._intake import class_labels, host_array, log_of_base, positive_int, positive_real, torch_module
 
 __all__ = ["BinningMI", "binning_mi", "DEFAULT_N_BINS", "MAX_BINS"]
 
@@ -43,7 +43,7 @@ DEFAULT_N_BINS = 30
 MAX_BINS = 1 << 53
 
 # Activation elements converted to float64 at a time while binning (64 MiB of float64).
-_CHUNK_ELEMENTS = 1 << 23
+_BIN_CHUNK_ELEMENTS = 1 << 23
 
 
 class BinningMI(NamedTuple):
@@ -62,7 +62,7 @@ class BinningMI(NamedTuple):
 
 
 def _activations(x: Any) -> np.ndarray:
-    torch = _torch_module()
+    torch = torch_module()
     host = host_array(x, "activations")
     if host is not None:
         x = host
@@ -130,7 +130,7 @@ def _bin_indices(act: np.ndarray, low: float, width: float, n_bins: int) -> np.n
             break
     m, d = act.shape
     out = np.empty((m, d), dtype=dtype)
-    rows = max(1, _CHUNK_ELEMENTS // d)
+    rows = max(1, _BIN_CHUNK_ELEMENTS // d)
     for r0 in range(0, m, rows):
         k = act[r0 : r0 + rows].astype(np.float64)  # a fresh copy, worked on in place
         k -= low
@@ -152,7 +152,7 @@ def _row_hashes(idx: np.ndarray) -> np.ndarray:
     m, d = idx.shape
     mult = _hash_multipliers(d)
     out = np.empty(m, dtype=np.uint64)
-    rows = max(1, _CHUNK_ELEMENTS // d)
+    rows = max(1, _BIN_CHUNK_ELEMENTS // d)
     for r0 in range(0, m, rows):
         out[r0 : r0 + rows] = idx[r0 : r0 + rows].astype(np.uint64) @ mult
     return out
@@ -179,7 +179,7 @@ def _distinct_rows(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # Equal hashes must mean equal rows: compare each row with its predecessor in the
     # sorted order (transitivity then covers whole groups).
     first, second = order[:-1][same], order[1:][same]
-    rows = max(1, _CHUNK_ELEMENTS // d)
+    rows = max(1, _BIN_CHUNK_ELEMENTS // d)
     for p0 in range(0, len(first), rows):
         if not np.array_equal(idx[first[p0 : p0 + rows]], idx[second[p0 : p0 + rows]]):
             return _distinct_rows_by_bytes(idx)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from . import _backend
-from ._intake import FloatArray, beta_for_dtype, centre_weights, float_array, same_family, thread_count
+from ._intake import FloatArray, beta_for_dtype, center_weights, float_array, same_family, thread_count
 
 __all__ = ["log_density", "gaussian_lse"]
 
@@ -26,7 +26,7 @@ def _batched_pair(queries, centers, beta, num_threads, weights):
             f"queries and centers must have equal leading batch shapes: "
             f"got {q.shape[:-2]} and {c.shape[:-2]}"
         )
-    w = centre_weights(weights, c)
+    w = center_weights(weights, c)
     beta = beta_for_dtype(beta, q.dtype)
     threads = thread_count(num_threads)
     batch_shape = q.shape[:-2]
@@ -45,12 +45,25 @@ def log_total_weight(weights: FloatArray | None, n: int) -> np.ndarray | float:
     return np.log(_backend.to_numpy(weights.data).astype(np.float64).sum(axis=-1))
 
 
-def log_gaussian_normaliser(d: int, beta: float) -> float:
+def _log(beta):
+    """ln(beta) of a float, or of a tensor (then a tensor, in autograd's graph)."""
+    return beta.log() if hasattr(beta, "log") else math.log(beta)
+
+
+def log_gaussian_normaliser(d: int, beta):
     """ln((2 pi beta^2)^(d/2)), the log-normaliser of N(0, beta^2 I_d), in nats.
 
     Computed from ln(beta), so that betas whose square under- or overflows (1e-200,
-    1e160) still give the right value."""
-    return d * (0.5 * math.log(2.0 * math.pi) + math.log(beta))
+    1e160) still give the right value.  ``beta`` a float gives a float; a torch tensor,
+    a tensor through which autograd differentiates."""
+    return d * (0.5 * math.log(2.0 * math.pi) + _log(beta))
+
+
+def gaussian_entropy(d: int, beta):
+    """h_Z = (d/2) ln(2 pi e beta^2), the entropy of N(0, beta^2 I_d), in nats (unchecked
+    arguments; :func:`infoflow.noise_entropy` checks them).  Computed from ln(beta) as
+    :func:`log_gaussian_normaliser`; a tensor ``beta`` gives a differentiable tensor."""
+    return d * (0.5 * math.log(2.0 * math.pi * math.e) + _log(beta))
 
 
 def _graph(queries, centers, beta, weights, threads, batch_shape, *, normalise: bool):

@@ -8,8 +8,6 @@ the counts of repeated samples).
 
 from __future__ import annotations
 
-import contextvars
-import copy
 import math
 
 import numpy as np
@@ -18,7 +16,7 @@ from . import _backend
 from ._intake import (
     FloatArray,
     beta_for_dtype,
-    centre_weights,
+    center_weights,
     float_array,
     log_of_base,
     make_rng,
@@ -28,29 +26,20 @@ from ._intake import (
     thread_count,
     unit_name,
 )
-from .density import log_gaussian_normaliser, log_total_weight
+from .control_variate import B_RANGE
+from .density import gaussian_entropy
+from .entropy_engine import entropy_nats
 from .estimate import Bounds, Estimate, as_result
 
+# The budget's names, documented here before infoflow.queries held them.
+from .queries import DEFAULT_MC_QUERIES as DEFAULT_MC_QUERIES
+from .queries import MAX_MC_QUERIES as MAX_MC_QUERIES
+from .queries import check_query_budget as check_query_budget
+from .queries import default_mc_samples as default_mc_samples
+from .queries import monte_carlo_queries as monte_carlo_queries
+from .queries import planned_queries as planned_queries
+
 __all__ = ["noise_entropy", "mixture_entropy", "mixture_entropy_bounds", "default_mc_samples", "MAX_MC_QUERIES"]
-
-#: Monte Carlo queries per mixture that the default ``mc_samples`` aims for.
-DEFAULT_MC_QUERIES = 65536
-
-#: The most Monte Carlo queries one estimate may ask for, summed over its batch of
-#: mixtures: 2**31.  Each query costs at least one kernel pass over its near centres, so
-#: this is hours of work on a few cores; a larger ``mc_samples`` or ``mc_queries`` is
-#: rejected up front rather than left to run for days (2**40) or to fill the memory with
-#: its list of chunks (2**62).
-MAX_MC_QUERIES = 1 << 31
-
-# The engine of :func:`entropy_nats` while infoflow.distributed's ``estimates_on(client)``
-# block runs: a callable taking entropy_nats's arguments (the same draws, kernel calls on
-# the cluster).  None: the local loop below.
-ENGINE: contextvars.ContextVar = contextvars.ContextVar("infoflow_entropy_engine", default=None)
-
-# Query coordinates generated per kernel call: bounds the memory of the noise (64 MiB of
-# float64 draws and their cast) whatever n, K and the batch size.
-_CHUNK_ELEMENTS = 1 << 23
 
 
 def noise_entropy(dim, beta, *, base=None) -> float:
@@ -73,412 +62,7 @@ def noise_entropy(dim, beta, *, base=None) -> float:
     """
     d = positive_int(dim, "dim", allow_none=False)
     b = positive_real(beta, "beta")
-    return d * (0.5 * math.log(2.0 * math.pi * math.e) + math.log(b)) / log_of_base(base)
-
-
-def default_mc_samples(n: int) -> int:
-    """The default K for n <= 65536 centres: enough Monte Carlo queries (n * K >= 65536)
-    for a stderr of a few thousandths of a nat without the control variate, far less
-    with it where the mixture is separated; 1 beyond (where
-    :func:`mixture_entropy` draws a subset of 65536 centres instead)."""
-    return max(1, math.ceil(DEFAULT_MC_QUERIES / n))
-
-
-class _Moments:
-    """Per-batch count, mean and sum of squared deviations of x (with ``paired``: also
-    of y, and the sum of cross products of the deviations), merged chunk by chunk
-    (Chan et al.), so that the (co)variances stay exact however large the means."""
-
-    def __init__(self, batch: int, paired: bool = False):
-        self.count = np.zeros(batch)
-        self.mean = np.zeros(batch)
-        self.m2 = np.zeros(batch)
-        if paired:
-            self.mean_y = np.zeros(batch)
-            self.m2_y = np.zeros(batch)
-            self.m_xy = np.zeros(batch)
-            self.events = np.zeros(batch)  # how many |x| > _EVENT
-
-    def update(self, b0: int, b1: int, x: np.ndarray, y: np.ndarray | None = None) -> None:
-        self.merge(b0, b1, chunk_moments(x, y))
-
-    def merge(self, b0: int, b1: int, chunk: dict | None) -> None:
-        """Fold in the :func:`chunk_moments` of rows b0..b1's next queries (Chan et al.'s
-        pairwise update: exact, whatever the sizes; infoflow.distributed merges the
-        moments that workers computed this way)."""
-        if chunk is None:
-            return
-        k = chunk["count"]
-        n_old = self.count[b0:b1]
-        total = n_old + k
-        delta = chunk["mean"] - self.mean[b0:b1]
-        if "mean_y" in chunk:
-            self.events[b0:b1] += chunk["events"]
-            delta_y = chunk["mean_y"] - self.mean_y[b0:b1]
-            self.mean_y[b0:b1] += delta_y * k / total
-            self.m2_y[b0:b1] += chunk["m2_y"] + delta_y**2 * n_old * k / total
-            self.m_xy[b0:b1] += chunk["m_xy"] + delta * delta_y * n_old * k / total
-        self.mean[b0:b1] += delta * k / total
-        self.m2[b0:b1] += chunk["m2"] + delta**2 * n_old * k / total
-        self.count[b0:b1] = total
-
-    def standard_error(self) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            variance = np.where(self.count > 1, self.m2 / np.maximum(self.count - 1, 1), np.nan)
-            return np.sqrt(variance / self.count)
-
-
-def chunk_moments(x: np.ndarray, y: np.ndarray | None = None) -> dict | None:
-    """Per-row count, mean and sum of squared deviations of a chunk x (batch, k) (with y:
-    also of y, their cross products and the rare events of x), for :meth:`_Moments.merge`;
-    None for an empty chunk."""
-    k = x.shape[1]
-    if k == 0:
-        return None
-    mean = x.mean(axis=1)
-    dev = x - mean[:, None]
-    chunk = {"count": k, "mean": mean, "m2": (dev**2).sum(axis=1)}
-    if y is not None:
-        mean_y = y.mean(axis=1)
-        dev_y = y - mean_y[:, None]
-        chunk.update(events=(np.abs(x) > _EVENT).sum(axis=1), mean_y=mean_y, m2_y=(dev_y**2).sum(axis=1),
-                     m_xy=(dev * dev_y).sum(axis=1))
-    return chunk
-
-
-# Control variate.  C_r = |z_r|^2/2 - d/2 - ln(w_J/W) - H_w has mean exactly 0: the first
-# part is -ln phi_beta(beta z_r) - h_Z for any centre, and with weights J is drawn with
-# probability p_J = w_J/W, so E[-ln p_J] = H_w (equal weights: the bracket is 0).  For
-# well separated components T_r = C_r + h_Z + H_w exactly, so T - bC with b near 1 removes
-# most of the variance.  b is cross-fitted: the queries are split by the parity of their
-# index r (within the mixture, in the drawn order: whatever the chunking), and each half
-# is corrected with the b fitted on the other half.  b_B depends only on half B's draws,
-# and for r in half A, C_r has mean 0 given those (z_r is independent of them; with
-# weights J_r too), in every design: each correction b_B * C_r has mean exactly 0 and the
-# estimate stays exactly unbiased (an in-sample b would add an O(1/N) bias).  The moments
-# are kept of D = T - C and C, the same information as T and C (T = D + C) without the
-# cancellation that would otherwise swamp the tiny residual variance of separated
-# components.
-#
-# Each half needs _MIN_HALF queries: b from m queries is a ratio whose denominator M2_CC
-# has a positive density near 0, so unclipped E|b| is infinite for m = 2 and E[b^2] for
-# m = 3, and in d = 1 E[1/M2_CC] diverges for small m too; with few queries the fit is
-# worth less than its noise.  Each half needs max(_MIN_HALF, _MIN_HALF_TIMES_D / d)
-# queries, else the plain estimator is used: in d = 1 (where C = (z^2 - 1)/2 is most
-# skewed) the control variate's spread measured 1.4x the plain one at 8 queries per half
-# and 1.07x at 32 (16 partly overlapping centres); in d = 2 at 16 per half, 0.7x.
-_MIN_HALF = 8
-_MIN_HALF_TIMES_D = 32
-# The fitted coefficient is clipped to this range (still a function of the other half
-# only, so the estimate stays unbiased): with few queries in low dimension M2_CC can be
-# tiny and b wild (d = 1, 8 queries: 3x the plain estimator's spread unclipped).  The best
-# b lies near 1 for separated components and between 0 and 1 otherwise.
-_B_RANGE = (0.0, 1.5)
-# |D| above which a query counts as a rare event in the continuity correction of the stderr:
-# its own component's posterior below 0.7, a query past about the midpoint to another
-# component.  (A lower threshold counts the many shallow queries whose |D| is small and
-# misses that the variance comes from the deeper ones.)
-_EVENT = 0.35
-# The rounding allowance in the stderr, in units in the last place of the value.
-_ROUNDING_ULPS = 8
-
-
-def _control_variate(noise: np.ndarray, owner: np.ndarray, log_p: np.ndarray | None, h_w: np.ndarray | None,
-                     b0: int, b1: int) -> np.ndarray:
-    """C_r (float64, shape (b1 - b0, queries)) for the chunk's standard normal ``noise``."""
-    d = noise.shape[-1]
-    cv = 0.5 * np.einsum("brd,brd->br", noise, noise, dtype=np.float64) - 0.5 * d
-    if log_p is not None:
-        rows = log_p[b0:b1]
-        picked = rows[:, owner] if owner.ndim == 1 else np.take_along_axis(rows, owner, axis=1)
-        cv -= picked + h_w[b0:b1, None]
-    return cv
-
-
-def _log_proportions(weights: np.ndarray, log_total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """ln(w_j / W) (-inf for a zero weight, never drawn) and H_w = -sum_j (w_j/W) ln(w_j/W), per batch row."""
-    w = weights.astype(np.float64)
-    with np.errstate(divide="ignore"):
-        log_p = np.log(w) - log_total[:, None]
-    positive = w > 0
-    terms = np.zeros_like(log_p)
-    terms[positive] = np.exp(log_p[positive]) * log_p[positive]
-    return log_p, -terms.sum(axis=1)
-
-
-def _cross_fitted(halves: tuple[_Moments, _Moments]) -> tuple[np.ndarray, np.ndarray]:
-    """Estimate and stderr from the moments of (D, C) of the two halves (see above).
-
-    With b_h = M2_TC / M2_CC of half h, clipped to _B_RANGE (0 when M2_CC = 0), half
-    h's estimate is mean_T - b mean_C with b from the other half, and its variance
-    (M2_TT - 2b M2_TC + b^2 M2_CC) / (N_h - 1); in terms of D = T - C and a = 1 - b:
-    mean_D + a mean_C and (M2_DD + 2a M2_DC + a^2 M2_CC) / (N_h - 1).
-
-    The variance counts one rare event more than the half saw (a continuity correction,
-    as for a Poisson count): D = ln P(J | q) is 0 for almost every query of separated
-    components and of order ln 2 or more for the rare query that lands near another
-    component (ln 2 at the midpoint of two equal ones).  When such events are rare the
-    sample variance misses them most of the time, and the stderr would be far too small
-    (coverage of +-1.96 stderr measured 0.07 for components 8 beta apart, N = 2048).  So
-    with k >= 1 queries with |D| > 0.35 the residual sum of squares is scaled by
-    (k + 1) / k (next to nothing where, as in dense clusters, every query is one), and with
-    none it gets one residual of ln 2."""
-    one_minus_b = []
-    for half in halves:
-        fitted = (half.count > 1) & (half.m2_y > 0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            b = np.where(fitted, 1.0 + half.m_xy / np.where(fitted, half.m2_y, 1.0), 0.0)
-        one_minus_b.append(1.0 - np.clip(b, *_B_RANGE))
-    total = halves[0].count + halves[1].count
-    value = np.zeros_like(total)
-    spread = np.zeros_like(total)
-    for half, a in zip(halves, one_minus_b[::-1]):
-        value += half.count * (half.mean + a * half.mean_y)
-        residual = half.m2 + 2.0 * a * half.m_xy + a * a * half.m2_y
-        seen = half.events
-        residual = np.where(seen > 0, residual * (seen + 1) / np.maximum(seen, 1), residual + math.log(2.0) ** 2)
-        spread += half.count * residual / (half.count - 1)
-    return value / total, np.sqrt(spread) / total
-
-
-def _chunks(batch: int, rows: int, dim: int, limit: int = _CHUNK_ELEMENTS):
-    """(b0, b1, r0, r1) ranges of at most ``limit`` query coordinates (or one query)
-    covering batch x rows in the order the noise is drawn (batch-major), so the same seed
-    gives the same draws whatever the chunking."""
-    per_batch = rows * dim
-    if per_batch <= limit:
-        step = max(1, limit // per_batch)
-        for b0 in range(0, batch, step):
-            yield b0, min(batch, b0 + step), 0, rows
-    else:
-        step = max(1, limit // dim)
-        for b in range(batch):
-            for r0 in range(0, rows, step):
-                yield b, b + 1, r0, min(rows, r0 + step)
-
-
-def _chunk_count(batch: int, rows: int, dim: int) -> int:
-    """How many ranges :func:`_chunks` yields."""
-    per_batch = rows * dim
-    if per_batch <= _CHUNK_ELEMENTS:
-        return -(-batch // max(1, _CHUNK_ELEMENTS // per_batch))
-    return batch * -(-rows // max(1, _CHUNK_ELEMENTS // dim))
-
-
-def _monte_carlo_queries(centers: FloatArray, b0, b1, owner: np.ndarray, beta, noise):
-    """q = s_j + beta * z for each query's centre j: owner[r] (shared by the batch rows
-    b0..b1) or owner[b, r] (one per batch row)."""
-    block = centers.data[b0:b1]
-    if centers.on_cuda:
-        import torch
-
-        owner = torch.as_tensor(owner, device=block.device)
-        noise = torch.from_numpy(noise).to(block.device)
-        rows = torch.arange(b1 - b0, device=block.device)[:, None]
-    else:
-        rows = np.arange(b1 - b0)[:, None]
-    picked = block[:, owner, :] if owner.ndim == 1 else block[rows, owner, :]
-    data = picked + beta * noise
-    return FloatArray(data, centers.kind, centers.device, centers.dtype, tuple(data.shape))
-
-
-class _QueryPlan:
-    """Which centre each Monte Carlo query is drawn around, per mixture.
-
-    Three designs, all unbiased for the entropy of every mixture of the batch:
-
-    - ``stratified`` (equal weights, K given or n <= the query budget): every centre K
-      times; query r belongs to centre r // K.
-    - ``subset`` (equal weights, more centres than the budget): a uniform random subset
-      of each mixture's centres, without replacement, one query each.
-    - ``iid`` (weighted): centres drawn independently with probability w_j / W.  The
-      uniforms that pick them are drawn chunk by chunk, in the order the chunks are asked
-      for (which must be the order of :func:`_chunks`), from ``uniforms``.
-    """
-
-    def __init__(self, design: str, count: int, owner: np.ndarray | None = None, k: int = 1,
-                 uniforms: np.random.Generator | None = None, cdf: np.ndarray | None = None,
-                 last_positive: np.ndarray | None = None):
-        self.design, self.count, self.owner, self.k = design, count, owner, k
-        self.uniforms, self.cdf, self.last_positive = uniforms, cdf, last_positive
-
-    def owners(self, b0: int, b1: int, r0: int, r1: int) -> np.ndarray:
-        if self.design == "stratified":
-            return np.arange(r0, r1, dtype=np.int64) // self.k
-        if self.design == "iid":
-            u = self.uniforms.random((b1 - b0, r1 - r0)) * self.cdf[b0:b1, -1:]
-            owner = np.stack([np.searchsorted(self.cdf[b], u[b - b0], side="right") for b in range(b0, b1)])
-            # u * W may round up to W: the last centre of positive weight takes it.
-            return np.minimum(owner, self.last_positive[b0:b1, None]).astype(np.int64)
-        if self.owner.ndim == 1:
-            return self.owner[r0:r1]
-        return self.owner[b0:b1, r0:r1]
-
-
-def monte_carlo_queries(n: int, k: int | None = None, n_queries: int | None = None) -> int:
-    """How many Monte Carlo queries an equal-weight mixture of n centres gets: n K with K
-    draws per centre, else ``n_queries`` (default :data:`DEFAULT_MC_QUERIES`) rounded up to
-    a whole number of draws per centre when that many reach every centre."""
-    if k is not None:
-        return n * k
-    target = n_queries or DEFAULT_MC_QUERIES
-    return target if target < n else n * math.ceil(target / n)
-
-
-def planned_queries(n: int, k: int | None, n_queries: int | None, weighted: bool = False) -> int:
-    """The Monte Carlo queries of one mixture of n centres (see :class:`_QueryPlan`)."""
-    if weighted:
-        return n * k if k is not None else (n_queries or DEFAULT_MC_QUERIES)
-    return monte_carlo_queries(n, k, n_queries)
-
-
-def check_query_budget(total: int, k: int | None, n_queries: int | None, what: str = "") -> None:
-    """ValueError, naming the budget argument, when ``total`` queries exceed :data:`MAX_MC_QUERIES`.
-
-    ``what`` says where the queries go (e.g. ``" for h(T) of 4096 centres"``)."""
-    if total <= MAX_MC_QUERIES:
-        return
-    if k is not None:
-        name, value = "mc_samples", k
-    elif n_queries is not None:
-        name, value = "mc_queries", n_queries
-    else:
-        name, value = "mc_queries", None
-    given = f"{name}={value}" if value is not None else f"the default of {DEFAULT_MC_QUERIES} queries per mixture"
-    raise ValueError(f"{name}: {given} asks for {total} Monte Carlo queries{what}, more than the maximum of "
-                     f"2**31 = {MAX_MC_QUERIES} per estimate; lower {name} (or split the batch)")
-
-
-def _query_plan(n: int, weights: np.ndarray | None, k: int | None, n_queries: int | None,
-                generator: np.random.Generator, batch: int) -> _QueryPlan:
-    """The design of the Monte Carlo queries (see _QueryPlan); draws what it needs from ``generator``."""
-    if weights is not None:
-        count = planned_queries(n, k, n_queries, weighted=True)
-        # The uniforms that pick the centres come first in the stream, batch-major, before
-        # any noise, as if drawn as one (batch, count) array; so that they need not be held
-        # at once, a copy of the generator draws them chunk by chunk, and ``generator``
-        # skips past them here (drawing and dropping them piecewise: the same numbers).
-        uniforms = copy.deepcopy(generator)
-        left = weights.shape[0] * count
-        while left:
-            step = min(left, _CHUNK_ELEMENTS)
-            generator.random(step)
-            left -= step
-        cdf = np.cumsum(weights.astype(np.float64), axis=-1)
-        last_positive = n - 1 - np.argmax(weights[:, ::-1] > 0, axis=-1)
-        return _QueryPlan("iid", count, uniforms=uniforms, cdf=cdf, last_positive=last_positive)
-    count = monte_carlo_queries(n, k, n_queries)
-    if count >= n:
-        return _QueryPlan("stratified", count, k=count // n)
-    if batch == 1:
-        owner = np.sort(generator.choice(n, size=count, replace=False, shuffle=False)).astype(np.int64)
-    else:  # a subset per mixture: mixtures whose rows are alike (e.g. classes in one spatial order) stay independent
-        owner = np.sort(generator.permuted(np.tile(np.arange(n, dtype=np.int64), (batch, 1)), axis=1)[:, :count],
-                        axis=1)
-    return _QueryPlan("subset", count, owner)
-
-
-def entropy_nats(c3: FloatArray, beta: float, *, weights: FloatArray | None = None, k: int | None = None,
-                 n_queries: int | None = None, generator: np.random.Generator, num_threads=None,
-                 progress: bool = False, centres_ordered: bool = False,
-                 control_variate: bool = True, graph=None) -> tuple[np.ndarray, np.ndarray]:
-    """Monte Carlo entropies (nats) and standard errors of a validated (batch, n, d) stack
-    of mixtures, one value per batch row: the engine of :func:`mixture_entropy`, for
-    callers that have validated their arrays already.  ``weights`` (batch, n) validated,
-    ``k`` draws per centre or ``n_queries`` queries per mixture (default about 65536);
-    ``centres_ordered``: see :func:`infoflow._backend.log_density_3d`.
-
-    ``control_variate`` (default): the mean of T_r = -ln g(q_r) corrected by the
-    cross-fitted control variate C_r = |z_r|^2/2 - d/2 - ln(w_J/W) - H_w (mean 0), exactly
-    unbiased; the stderr is that of the corrected terms with the corrections described in
-    the Notes of :func:`mixture_entropy`.  With fewer than 16 queries (64 in d = 1, 32 in
-    d = 2), or False: the plain
-    mean of the T_r and sd/sqrt(N) (NaN for N = 1).  Both use the same draws, and both
-    stderrs include a rounding allowance of 8 units in the last place of the value.
-
-    ``graph`` (an :class:`infoflow.autograd.EntropyGraph`, optional) runs the kernel on
-    the caller's tensors through autograd instead, on the same queries (always locally:
-    a distributed engine has no autograd)."""
-    batch, n, d = c3.shape
-    check_query_budget(batch * planned_queries(n, k, n_queries, weights is not None), k, n_queries,
-                       f" ({batch} mixture(s) of {n} centres)")
-    engine = ENGINE.get()
-    if engine is not None and graph is None:
-        return engine(c3, beta, weights=weights, k=k, n_queries=n_queries, generator=generator,
-                      num_threads=num_threads, progress=progress, centres_ordered=centres_ordered,
-                      control_variate=control_variate)
-    host_weights = None if weights is None else _backend.to_numpy(weights.data)
-    plan = _query_plan(n, host_weights, k, n_queries, generator, batch)
-    log_weight = log_total_weight(weights, n)
-    log_total = log_gaussian_normaliser(d, beta) + log_weight
-    plain = not control_variate or plan.count < 2 * max(_MIN_HALF, math.ceil(_MIN_HALF_TIMES_D / d))
-    if plain:
-        moments = _Moments(batch)
-    else:
-        halves = (_Moments(batch, paired=True), _Moments(batch, paired=True))  # even and odd query index r
-        log_p, h_w = (None, None) if host_weights is None else _log_proportions(host_weights, log_weight)
-        # T - C = h_Z + H_w + ln P(J | q): the moments are kept of the last term, which is
-        # 0 for a query deep inside its own component (see _cross_fitted).
-        baseline = noise_entropy(d, beta) + (
-            np.full(batch, math.log(n)) if h_w is None else h_w)
-    # A generator of ranges, not a list: its length grows with the budget.
-    chunks = _chunks(batch, plan.count, d)
-    n_chunks = _chunk_count(batch, plan.count, d)
-    if progress and n_chunks > 1:
-        from tqdm.auto import tqdm
-
-        chunks = tqdm(chunks, total=n_chunks, desc="mixture entropy", unit="chunk")
-    for b0, b1, r0, r1 in chunks:
-        # Drawn in float64 whatever the data's dtype, then cast: numpy's float32 normals
-        # come from another algorithm, and the same seed must give the same draws (and
-        # float32 and float64 data the same estimate up to float32 rounding).
-        # ``draws`` (float64, exactly standard normal) serve the control variate; ``noise``,
-        # in the data's dtype, everything that builds the queries.
-        draws = generator.standard_normal((b1 - b0, r1 - r0, d))
-        noise = draws.astype(c3.dtype, copy=False)
-        owner = plan.owners(b0, b1, r0, r1)
-        queries = _monte_carlo_queries(c3, b0, b1, owner, beta, noise)
-        centres_block = FloatArray(c3.data[b0:b1], c3.kind, c3.device, c3.dtype, (b1 - b0, n, d))
-        block_weights = None
-        if weights is not None:
-            block_weights = FloatArray(weights.data[b0:b1], weights.kind, weights.device, weights.dtype, (b1 - b0, n))
-        # Each query's own centre bounds its nearest distance: on the brute path at small
-        # beta the kernel then skips almost every other centre from the first block on.
-        hint = owner if owner.ndim == 1 else owner[0] if owner.shape[0] == 1 else None
-        # log g at each query, normalised in the kernel before its rounding to the dtype
-        if graph is not None:
-            log_g = graph.log_density(b0, b1, r0, owner, noise, np.broadcast_to(log_weight, (batch,))[b0:b1])
-        else:
-            log_g = _backend.to_numpy(_backend.log_density_3d(
-                queries, centres_block, beta, num_threads, weights=block_weights, near_centre=hint,
-                centres_ordered=centres_ordered, shift=-np.broadcast_to(log_total, (batch,))[b0:b1]))
-        terms = -log_g.astype(np.float64)
-        if plain:
-            moments.update(b0, b1, terms)
-            continue
-        cv = _control_variate(draws, owner, log_p, h_w, b0, b1)
-        if graph is not None:
-            graph.control_variate(b0, b1, r0, cv)
-        residual = terms - cv - baseline[b0:b1, None]
-        for parity, half in enumerate(halves):
-            cols = slice((parity - r0) % 2, None, 2)  # global query index r = r0 + column
-            half.update(b0, b1, residual[:, cols], cv[:, cols])
-    return finish_estimate(moments if plain else halves, None if plain else baseline, c3.dtype)
-
-
-def finish_estimate(moments, baseline: np.ndarray | None, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(value, stderr) in nats from the merged moments: a :class:`_Moments` of the plain
-    terms (``baseline`` None), or the two halves' moments of the control-variate residuals
-    (``baseline`` h_Z + H_w added back)."""
-    if baseline is None:
-        value, stderr = moments.mean, moments.standard_error()
-    else:
-        value, stderr = _cross_fitted(moments)
-        value = value + baseline
-    # The stderr also allows for the rounding of the value (the kernel's dtype), which
-    # matters only where the Monte Carlo error all but vanishes (identical centres).
-    rounding = _ROUNDING_ULPS * np.finfo(dtype).eps * np.maximum(np.abs(value), 1.0)
-    return value, np.hypot(stderr, rounding)
+    return gaussian_entropy(d, b) / log_of_base(base)
 
 
 def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=None, base=None, rng=None,
@@ -565,6 +149,7 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     --------
     mixture_entropy_bounds : deterministic bounds from the same kernel.
     noise_entropy : the closed form for n = 1.
+    infoflow.entropy_engine.entropy_nats : the same on validated arrays.
 
     Notes
     -----
@@ -589,7 +174,7 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
     there, and the coverage measured 0.86 (1.0 with N = 64).
     """
     c = float_array(centers, "centers")
-    w = centre_weights(weights, c)
+    w = center_weights(weights, c)
     beta_argument = beta  # a tensor keeps its graph
     beta = beta_for_dtype(beta, c.dtype, noisy=True)
     n, d = c.shape[-2], c.shape[-1]
@@ -606,7 +191,7 @@ def mixture_entropy(centers, beta, *, weights=None, mc_samples=None, mc_queries=
                                  num_threads=threads, progress=progress, control_variate=bool(control_variate),
                                  graph=graph)
     if graph is not None:  # a tensor whose gradient is the estimator's
-        value = graph.estimate(value, _B_RANGE).reshape(batch_shape) / log_base
+        value = graph.estimate(value, B_RANGE).reshape(batch_shape) / log_base
         return Estimate(value if batch_shape else value.reshape(()), as_result(stderr.reshape(batch_shape) / log_base),
                         unit_name(base))
     return Estimate(as_result(value.reshape(batch_shape) / log_base),
@@ -627,11 +212,12 @@ def _entropy_graph(centers, beta, weights, w2, batch: int, threads):
             "weights: mixture_entropy has no gradient with respect to the weights (its components are drawn "
             "in proportion to them); pass weights.detach(), or differentiate log_density with weights")
     c = centers.reshape(batch, *centers.shape[-2:])
-    weights_3d = None if w2 is None else torch_from(w2.data)
+    weights_3d = None if w2 is None else _torch_from(w2.data)
     return autograd.EntropyGraph(c, beta, weights_3d, threads)
 
 
-def torch_from(values):
+def _torch_from(values):
+    """``values`` (a host array or a tensor) as a torch tensor, sharing its memory."""
     import torch
 
     return values if isinstance(values, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(values))

@@ -32,7 +32,8 @@ MAX_SAMPLE_ROWS = 1 << 31
 _DATASET_BATCH = 4096
 
 
-def _is_dataset(x) -> bool:
+def is_dataset(x) -> bool:
+    """Whether ``x`` is a torch DataLoader or Dataset (iterated in batches, not validated as an array)."""
     from torch.utils.data import DataLoader, Dataset
 
     return isinstance(x, (DataLoader, Dataset))
@@ -80,7 +81,7 @@ def dataset_arrays(data, name: str) -> tuple[torch.Tensor, torch.Tensor | None]:
     return x, y
 
 
-def _check_inputs(inputs, name: str = "inputs"):
+def check_inputs(inputs, name: str = "inputs"):
     """Validate ``inputs``: a float numpy array or tensor of shape (m, ...), m >= 1, finite.
 
     ``name`` is the argument's name in messages (``x`` for :func:`~infoflow.information_flow`).
@@ -259,12 +260,12 @@ def sample_layers(model, inputs, *, repeats=1, batch_size=4096, rng=None) -> dic
     >>> bool((samples["noise1"] == samples["noise1"][:, :1]).all())  # the first layer: a function of x
     True
     """
-    if _is_dataset(inputs):
+    if is_dataset(inputs):
         inputs = dataset_arrays(inputs, "inputs")[0]
-    return _sample_layers(model, inputs, "inputs", repeats=repeats, batch_size=batch_size, rng=rng)
+    return sample_named_layers(model, inputs, "inputs", repeats=repeats, batch_size=batch_size, rng=rng)
 
 
-def _sample_layers(model, inputs, name: str, *, repeats, batch_size, rng) -> dict[str, np.ndarray]:
+def sample_named_layers(model, inputs, name: str, *, repeats, batch_size, rng) -> dict[str, np.ndarray]:
     """:func:`sample_layers` with ``name`` for the inputs in messages."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
@@ -276,7 +277,7 @@ def _sample_layers(model, inputs, name: str, *, repeats, batch_size, rng) -> dic
         )
     n_rep = positive_int(repeats, "repeats", allow_none=False)
     rows_max = positive_int(batch_size, "batch_size", allow_none=False)
-    inputs = _check_inputs(inputs, name)
+    inputs = check_inputs(inputs, name)
     check_sample_rows(int(inputs.shape[0]), n_rep)
     np_rng = make_rng(rng)
     device, dtype = _model_device_dtype(model, inputs)
@@ -364,3 +365,9 @@ def _result_array(m: int, n_rep: int, width: int, dtype, captured) -> np.ndarray
         raise MemoryError(f"repeats: the samples of all layers need {gib:.3g} GiB of host memory ({m} inputs x "
                           f"{n_rep} repeats x {units} units x {np.dtype(dtype).itemsize} bytes); lower repeats or "
                           "pass fewer inputs") from exc
+
+
+# The old private names, which flow.py still imports.
+_is_dataset = is_dataset
+_check_inputs = check_inputs
+_sample_layers = sample_named_layers

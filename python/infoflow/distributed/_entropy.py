@@ -1,6 +1,6 @@
 r"""Monte Carlo entropies with the kernel calls on a Dask cluster, the same draws as locally.
 
-:func:`infoflow.entropy.entropy_nats` draws a query plan and then, chunk by chunk, the
+:func:`infoflow.entropy_engine.entropy_nats` draws a query plan and then, chunk by chunk, the
 Gaussian noise of the queries, calls the kernel and folds the chunk's moments into
 running ones.  The engine here does exactly that on the client, in the same order from
 the same generator, so the draws are the same; only the kernel call and the chunk's
@@ -19,25 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import _backend
 from .. import entropy as _local
 from .._intake import FloatArray, positive_int
-from ..density import log_gaussian_normaliser, log_total_weight
-from ..entropy import (
-    _CHUNK_ELEMENTS,
-    _MIN_HALF,
-    _MIN_HALF_TIMES_D,
-    ENGINE,
-    _chunks,
-    _control_variate,
-    _log_proportions,
-    _Moments,
-    _monte_carlo_queries,
-    _query_plan,
-    chunk_moments,
-    finish_estimate,
-    noise_entropy,
-)
+from ..control_variate import control_variate as chunk_control_variate
+from ..control_variate import term_moments
+from ..entropy_engine import ENGINE, MonteCarloRun, kernel_terms
+from ..queries import QUERY_CHUNK_ELEMENTS, chunks
 from ._cluster import resolve_client, total_threads, worker_slot
 
 __all__ = ["estimates_on", "mixture_entropy", "information_flow", "layer_information", "mi_xt", "mi_yt"]
@@ -57,8 +44,8 @@ class _Rows:
     """What a task needs of mixtures b0..b1 (scattered once, shared by their chunks)."""
 
     b0: int
-    centres: np.ndarray  # (rows, n, d)
-    weights: np.ndarray | None  # (rows, n)
+    centers: FloatArray  # (rows, n, d), numpy
+    weights: FloatArray | None  # (rows, n), numpy
     shift: np.ndarray  # (rows,) minus the log-normaliser, added in the kernel before rounding
     log_p: np.ndarray | None  # (rows, n) ln(w_j / W), weighted control variate only
     h_w: np.ndarray | None  # (rows,)
@@ -77,76 +64,48 @@ class _Chunk:
     owner: np.ndarray
 
 
-def _chunk_task(rows: _Rows, chunk: _Chunk, beta: float, plain: bool, centres_ordered: bool,
+def _chunk_task(rows: _Rows, chunk: _Chunk, beta: float, plain: bool, centers_ordered: bool,
                 num_threads: int | None) -> list:
     """On a worker: the kernel for one chunk of queries and the chunk's moments, as
-    :func:`infoflow.entropy.entropy_nats` computes them (see there)."""
+    :func:`infoflow.entropy_engine.entropy_nats` computes them (see there)."""
     lb0, lb1 = chunk.b0 - rows.b0, chunk.b1 - rows.b0
-    dtype = rows.centres.dtype
-    centres = FloatArray(rows.centres, "numpy", "cpu", dtype, rows.centres.shape)
     # As in entropy_nats: the float64 draws serve the control variate, their cast the queries.
-    queries = _monte_carlo_queries(centres, lb0, lb1, chunk.owner, beta, chunk.draws.astype(dtype, copy=False))
-    block = rows.centres[lb0:lb1]
-    block = FloatArray(block, "numpy", "cpu", dtype, block.shape)
-    block_weights = None
-    if rows.weights is not None:
-        w = rows.weights[lb0:lb1]
-        block_weights = FloatArray(w, "numpy", "cpu", w.dtype, w.shape)
-    owner = chunk.owner
-    hint = owner if owner.ndim == 1 else owner[0] if owner.shape[0] == 1 else None
+    noise = chunk.draws.astype(rows.centers.dtype, copy=False)
     with worker_slot() as worker:
-        log_g = _backend.log_density_3d(queries, block, beta, num_threads or worker, weights=block_weights,
-                                        near_centre=hint, centres_ordered=centres_ordered,
-                                        shift=rows.shift[lb0:lb1])
-    terms = -log_g.astype(np.float64)
+        terms = kernel_terms(rows.centers, rows.weights, lb0, lb1, chunk.owner, beta, noise, rows.shift,
+                             num_threads or worker, centers_ordered)
     if plain:
-        return [chunk_moments(terms)]
-    cv = _control_variate(chunk.draws, owner, rows.log_p, rows.h_w, lb0, lb1)
-    residual = terms - cv - rows.baseline[lb0:lb1, None]
-    out = []
-    for parity in range(2):
-        cols = slice((parity - chunk.r0) % 2, None, 2)  # global query index r = r0 + column
-        out.append(chunk_moments(residual[:, cols], cv[:, cols]))
-    return out
+        return term_moments(terms, None, None, chunk.r0)
+    cv = chunk_control_variate(chunk.draws, chunk.owner, rows.log_p, rows.h_w, lb0, lb1)
+    return term_moments(terms, cv, rows.baseline[lb0:lb1], chunk.r0)
 
 
 class _Engine:
-    """Takes :func:`infoflow.entropy.entropy_nats`'s arguments; runs its kernel calls on ``client``."""
+    """Takes :func:`infoflow.entropy_engine.entropy_nats`'s arguments; runs its kernel calls on ``client``."""
 
     def __init__(self, client, queries_per_task: int | None):
         self.client = client
         self.queries_per_task = queries_per_task
 
     def _limit(self, total_queries: int, d: int) -> int:
-        """Query coordinates per task (see _chunks)."""
+        """Query coordinates per task (see :func:`infoflow.queries.chunks`)."""
         if self.queries_per_task is not None:
             per_task = self.queries_per_task
         else:
             per_task = max(_MIN_TASK_QUERIES,
                            math.ceil(total_queries / (_TASKS_PER_THREAD * total_threads(self.client))))
-        return max(1, min(_CHUNK_ELEMENTS, per_task * d))
+        return max(1, min(QUERY_CHUNK_ELEMENTS, per_task * d))
 
     def __call__(self, c3: FloatArray, beta: float, *, weights, k, n_queries, generator, num_threads, progress,
-                 centres_ordered, control_variate):
+                 centers_ordered, control_variate):
         if c3.on_cuda:
             raise ValueError("centers: the distributed estimates run on the Dask workers' CPUs; pass numpy arrays "
                              "or CPU tensors (or estimate on the GPU locally)")
         batch, n, d = c3.shape
-        host_weights = None if weights is None else weights.data
         # The same calls on the same generator, in the same order, as entropy_nats.
-        plan = _query_plan(n, host_weights, k, n_queries, generator, batch)
-        log_weight = log_total_weight(weights, n)
-        shift = -np.broadcast_to(log_gaussian_normaliser(d, beta) + log_weight, (batch,)).astype(np.float64)
-        plain = not control_variate or plan.count < 2 * max(_MIN_HALF, math.ceil(_MIN_HALF_TIMES_D / d))
-        log_p = h_w = baseline = None
-        if plain:
-            moments = _Moments(batch)
-        else:
-            halves = (_Moments(batch, paired=True), _Moments(batch, paired=True))
-            if host_weights is not None:
-                log_p, h_w = _log_proportions(host_weights, log_weight)
-            baseline = noise_entropy(d, beta) + (np.full(batch, math.log(n)) if h_w is None else h_w)
-        chunks = list(_chunks(batch, plan.count, d, self._limit(batch * plan.count, d)))
+        run = MonteCarloRun(c3, beta, weights, k, n_queries, generator, control_variate)
+        plan, plain, host_weights = run.plan, run.plain, run.host_weights
+        ranges = list(chunks(batch, plan.count, d, self._limit(batch * plan.count, d)))
         client = self.client
         rows_cache: dict[tuple[int, int], object] = {}
 
@@ -157,33 +116,32 @@ class _Engine:
             if key not in rows_cache:
                 rows_cache.clear()  # chunks come in batch order: earlier row ranges are done
                 r0, r1 = key
-                rows = _Rows(r0, np.ascontiguousarray(c3.data[r0:r1]),
-                             None if host_weights is None else np.ascontiguousarray(host_weights[r0:r1]),
-                             shift[r0:r1], None if log_p is None else log_p[r0:r1],
-                             None if h_w is None else h_w[r0:r1], None if baseline is None else baseline[r0:r1])
+                rows = _Rows(r0, _host(c3.data[r0:r1]), None if host_weights is None else _host(host_weights[r0:r1]),
+                             run.shift[r0:r1], *(None if v is None else v[r0:r1] for v in (run.log_p, run.h_w,
+                                                                                             run.baseline)))
                 rows_cache[key] = client.scatter(rows, broadcast=batch == 1, hash=False)
             return rows_cache[key]
 
         def submit(index: int):
-            b0, b1, r0, r1 = chunks[index]
+            b0, b1, r0, r1 = ranges[index]
             draws = generator.standard_normal((b1 - b0, r1 - r0, d))  # float64, as entropy_nats
             owner = plan.owners(b0, b1, r0, r1)
             chunk = client.scatter(_Chunk(b0, b1, r0, draws, owner), hash=False)
-            return client.submit(_chunk_task, rows_of(b0, b1), chunk, beta, plain, bool(centres_ordered),
+            return client.submit(_chunk_task, rows_of(b0, b1), chunk, beta, plain, bool(centers_ordered),
                                  num_threads, pure=False, key=f"infoflow-entropy-chunk-{index}-{_token()}")
 
         ahead = max(2, _AHEAD_PER_THREAD * total_threads(client))
         futures: dict[int, object] = {}
         done: dict[int, list] = {}
         bar = None
-        if progress and len(chunks) > 1:
+        if progress and len(ranges) > 1:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(chunks), desc="mixture entropy (dask)", unit="chunk")
+            bar = tqdm(total=len(ranges), desc="mixture entropy (dask)", unit="chunk")
         from distributed import as_completed
 
         try:
-            submitted = min(ahead, len(chunks))
+            submitted = min(ahead, len(ranges))
             for index in range(submitted):
                 futures[index] = submit(index)
             pending = as_completed(list(futures.values()), with_results=False)
@@ -195,17 +153,12 @@ class _Engine:
                 futures.pop(i)
                 # Merged in chunk order: the same arithmetic whatever order tasks finish in.
                 while merged in done:
-                    b0, b1 = chunks[merged][:2]
-                    stats = done.pop(merged)
-                    if plain:
-                        moments.merge(b0, b1, stats[0])
-                    else:
-                        for half, chunk_stats in zip(halves, stats):
-                            half.merge(b0, b1, chunk_stats)
+                    b0, b1 = ranges[merged][:2]
+                    run.merge(b0, b1, done.pop(merged))
                     merged += 1
                     if bar is not None:
                         bar.update(1)
-                if submitted < len(chunks):
+                if submitted < len(ranges):
                     futures[submitted] = submit(submitted)
                     index_of[futures[submitted].key] = submitted
                     pending.add(futures[submitted])
@@ -218,7 +171,13 @@ class _Engine:
             rows_cache.clear()
             if bar is not None:
                 bar.close()
-        return finish_estimate(moments if plain else halves, baseline, c3.dtype)
+        return run.finish()
+
+
+def _host(values: np.ndarray) -> FloatArray:
+    """A C-contiguous host copy of ``values`` as a validated FloatArray (for a task)."""
+    data = np.ascontiguousarray(values)
+    return FloatArray(data, "numpy", "cpu", data.dtype, data.shape)
 
 
 def _token() -> str:
@@ -234,7 +193,7 @@ def estimates_on(client=None, *, queries_per_task=None) -> Iterator:
     Inside the block, :func:`infoflow.mixture_entropy`, :func:`infoflow.mi_xt`,
     :func:`infoflow.mi_yt`, :func:`infoflow.information_flow`,
     :meth:`infoflow.InformationPlane.record` (anything built on
-    :func:`infoflow.entropy.entropy_nats`) draw their queries here, exactly as they would
+    :func:`infoflow.entropy_engine.entropy_nats`) draw their queries here, exactly as they would
     locally, and ship them to the workers in tasks; the workers return each task's
     moments, which are merged here exactly.  Sampling and validation stay local.
 
