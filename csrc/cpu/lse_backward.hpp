@@ -121,7 +121,7 @@ template <class T>
 }
 
 // Phase 2: the tile's squared distances to group g and their responsibilities r; adds
-// sum_j r_aj D_aj and sum_j r_aj to the row partials.  Returns false, with nothing added,
+// sum_j r_aj D_aj (for beta) and sum_j r_aj (for a compact tile) to the row partials.  Returns false, with nothing added,
 // when every responsibility is below e^-87 (float) or e^-708 (double), i.e. beyond
 // kNegligible of the query's largest term: a float sum of responsibilities that total 1
 // cannot hold them, and at small beta that skips the coordinate work for almost every
@@ -162,19 +162,28 @@ template <class T>
   T largest = largest_exponent[0];
   for (int l = 1; l < L; ++l) largest = std::max(largest, largest_exponent[l]);
   if (largest < -kNegligible<T> && grads.weights == nullptr) return false;
-  const index_t row_width = (d + 2) * L;
-  for (int a = 0; a < kTileQ; ++a) {
-    V dr = V{}, sum_r = V{};
+  // Absent centres (zero weight, padding) get r exactly 0; a full unweighted group has none.
+  const bool all_present = p.weights == nullptr && valid == G;
+  for (int a = 0; a < kTileQ; ++a)
     for (int v = 0; v < kTileV; ++v) {
       const V e = vexp(exponent[a][v]);
-      r[a][v] = offset[v] < splat<V>(kInf) ? e : V{};  // exactly 0 for absent centres
-      dr += r[a][v] * dist[a][v];
-      sum_r += r[a][v];
+      r[a][v] = all_present ? e : (offset[v] < splat<V>(kInf) ? e : V{});
     }
-    T* row = s.row.ptr + a * row_width;
-    store(row + d * L, load<V>(row + d * L) + dr);
-    store(row + (d + 1) * L, load<V>(row + (d + 1) * L) + sum_r);
-  }
+  const index_t row_width = (d + 2) * L;
+  if (grads.beta != nullptr)  // sum_j r_aj D_aj
+    for (int a = 0; a < kTileQ; ++a) {
+      V dr = V{};
+      for (int v = 0; v < kTileV; ++v) dr += r[a][v] * dist[a][v];
+      T* row = s.row.ptr + a * row_width + d * L;
+      store(row, load<V>(row) + dr);
+    }
+  if (tile.compact && grads.queries != nullptr)  // sum_j r_aj, for the expanded form's correction
+    for (int a = 0; a < kTileQ; ++a) {
+      V sum_r = V{};
+      for (int v = 0; v < kTileV; ++v) sum_r += r[a][v];
+      T* row = s.row.ptr + a * row_width + (d + 1) * L;
+      store(row, load<V>(row) + sum_r);
+    }
   return true;
 }
 

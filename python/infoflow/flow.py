@@ -48,7 +48,7 @@ except ModuleNotFoundError as _exc:
 from .mutual_information import check_layer_budget, layer_information, warn_if_unconverged
 from .nn import common_beta, named_noise_modules
 from .results import InformationFlow, LayerInformation
-from .sampling import _check_inputs, _is_dataset, check_sample_rows, dataset_arrays, sample_layers
+from .sampling import check_inputs, check_sample_rows, dataset_arrays, is_dataset, sample_layers
 
 __all__ = ["information_flow"]
 
@@ -116,13 +116,13 @@ def inputs_and_labels(x, y) -> tuple[Any, np.ndarray]:
     ``DataLoader`` ``x`` is iterated once for both (see
     :func:`~infoflow.sampling.dataset_arrays`)."""
     from_batches = None
-    if _is_dataset(x):
+    if is_dataset(x):
         kind = type(x).__name__
         x, from_batches = dataset_arrays(x, "x")
         if from_batches is not None and y is not None:
             # A shuffling loader would give its inputs in another order than a separate y.
             raise ValueError(f"y: x is a {kind} whose batches carry labels; pass y=None to use them")
-    x = _check_inputs(x, "x")
+    x = check_inputs(x, "x")
     m = int(x.shape[0])
     if from_batches is not None:
         return x, class_labels(from_batches, m, name="y (the labels in x's batches)", rows="x", expr="y")

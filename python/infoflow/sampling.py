@@ -365,9 +365,3 @@ def _result_array(m: int, n_rep: int, width: int, dtype, captured) -> np.ndarray
         raise MemoryError(f"repeats: the samples of all layers need {gib:.3g} GiB of host memory ({m} inputs x "
                           f"{n_rep} repeats x {units} units x {np.dtype(dtype).itemsize} bytes); lower repeats or "
                           "pass fewer inputs") from exc
-
-
-# The old private names, which flow.py still imports.
-_is_dataset = is_dataset
-_check_inputs = check_inputs
-_sample_layers = sample_named_layers

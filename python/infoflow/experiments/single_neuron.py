@@ -47,6 +47,7 @@ from scipy import integrate
 
 from .._intake import make_rng
 from .._output import new_figure, save_figure, stoppable
+from ..density import log_gaussian_normaliser
 from ..entropy import mixture_entropy, noise_entropy
 from .output import prepare_output, save_result
 
@@ -165,7 +166,7 @@ def mixture_entropy_1d(centers, beta: float, weights=None) -> float:
     s, p = _merge_centers(centers, weights)
     if s.size == 1:
         return noise_entropy(1, beta)
-    log_p = np.log(p) - 0.5 * math.log(2.0 * math.pi * beta * beta)
+    log_p = np.log(p) - log_gaussian_normaliser(1, beta)
     inv_two_var = 1.0 / (2.0 * beta * beta)
 
     def integrand(t: float) -> float:
