@@ -297,18 +297,22 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
     elsewhere by Dask (up to ``distributed.scheduler.allowed-failures`` times).
 
     Threads: a worker with T threads runs T runs at once (``runs_per_worker`` r: r, at
-    most T), each in a fresh process of its own, with torch single-threaded (as the local
-    command trains) and the kernel on T // r threads (by default 1).  A run trains on one
+    most T), each in a run process of its own (started by the worker and kept for its next
+    runs), with torch single-threaded (as the local command trains) and the kernel on
+    T // r threads (by default 1).  A run trains on one
     thread for about a third of its time, so one run per thread keeps every core busy
     where one run on all of a worker's threads would leave all but one idle while it
     trains; and no worker runs more threads than it has.  Own processes because
     concurrent runs in one process would share torch's global generator (the initial
     weights and training noise: the values would depend on the timing) and its thread
     setting.  ``runs_per_worker=1`` gives each run all its worker's threads, for runs
-    that need a worker's memory.  The scheduler places a run on a worker with room; the
-    sweep keeps only as many runs on the cluster as its workers run at once, so that the
-    rest wait on the client (and a Ctrl-C has few to cancel).  A cancelled run's process
-    is stopped.
+    that need a worker's memory (a run process's memory is not counted in the worker's
+    Dask memory limit).  The scheduler places a run on a worker with room; the sweep keeps
+    only as many runs on the cluster as its workers run at once, so that the rest wait on
+    the client (and a Ctrl-C has few to cancel).  (With ``runs_per_worker`` below a
+    worker's threads the scheduler may still place a run on a worker that is full while
+    another has room; that run then waits for its worker.)  A cancelled run's process is
+    stopped.
 
     Parameters
     ----------
