@@ -323,6 +323,20 @@ def test_sweep_runs_a_run_per_worker_thread(tmp_path, two_thread_worker, local_t
     assert_same_as_local(tmp_path / "whole", local_two_seeds)
 
 
+def test_a_run_error_reaches_the_client_as_itself(two_thread_worker):
+    """A run that raises in its run process: the same exception type and message on the
+    client (not a bare failure of the process)."""
+    from infoflow.distributed._sweep import _run_seed
+    from infoflow.experiments.seeds import SeedPlan
+    from infoflow.experiments.szt import FILES, run_seeds
+
+    root, torch_seed = run_seeds(0, 1)[0]
+    plan = SeedPlan("szt", "szt", FILES, {"bogus_option": 1})
+    future = two_thread_worker.submit(_run_seed, plan, root, torch_seed, "0", pure=False)
+    with pytest.raises(TypeError, match="bogus_option"):
+        future.result()
+
+
 def test_run_slots_share_a_worker_threads(two_thread_worker):
     """On a worker with 2 threads: two runs hold a thread each at once; with
     runs_per_worker=1 a run holds both, as a kernel task does, so a second waits."""
