@@ -5,8 +5,9 @@ pytest benchmark)::
 
     python bench/bench_distributed.py                       # both parts; writes bench/results/distributed.json
     python bench/bench_distributed.py --part kernel         # ~1 min
+    python bench/bench_distributed.py --part sweep          # ~10-12 min on 2 quiet cores
     python bench/bench_distributed.py --part sweep --seeds 4 --sweep-args "--epochs 1000 --points 6"
-    python bench/bench_distributed.py --quick --out-dir /tmp/bd   # smoke run, a minute or two
+    python bench/bench_distributed.py --quick --out-dir /tmp/bd   # smoke run, a few minutes
 
 Kernel: ``log_density`` at m = n = 20000, d = 10, float32, centres and queries uniform in
 [-1, 1]^d and beta = 0.1 sqrt(d) (the data of the other benchmarks), against the local
@@ -18,11 +19,22 @@ log-sum-exp tree); on 1 worker x all cores, one block (the cost of one task).  T
 Every time is the best of up to 10 repeats (8 s): on a shared machine the minimum is
 the closest reading of the cost.
 
-Sweep: ``infoflow reproduce szt --seeds N`` with the given options, as a command, on
-``--workers 1`` (one worker with all cores: one run at a time, the kernel on all cores),
-``--workers 2`` (two workers with an equal share: two runs at a time), a LocalCluster of
-one worker with one thread (``--scheduler``; scale-out with the per-worker resources fixed),
-and the local command without Dask.  Wall clock of each command, once.
+Sweep: ``infoflow reproduce szt --seeds N`` with the given options (default 4 seeds of
+``--epochs 500 --points 4``), as a command, on three local clusters and without Dask:
+
+- 1 worker x 1 thread: the baseline, one run at a time;
+- 2 workers x 1 thread: a second worker of the same size (the scale-out of issue 12:
+  target at most 0.6x the baseline's time), two runs at a time;
+- 1 worker x 2 threads: the same two cores in one worker, which runs two runs at once
+  (one per thread, each with a 1-thread kernel);
+- the local command (runs one after another, the kernel on all cores).
+
+A layout that ``--workers K`` starts on this machine (K workers with cores // K threads
+each: on 2 cores, ``--workers 2`` and ``--workers 1``) is run with ``--workers K``, the
+others with ``--scheduler`` of a LocalCluster of that layout started here.  Wall clock of
+each command, once (for a ``--scheduler`` case including the start and close of its
+cluster, which ``--workers K`` does within the command); the JSON has each case's time,
+its ratio to the baseline and the ratios between the cases (``sweep.ratios``).
 """
 
 from __future__ import annotations
@@ -56,9 +68,8 @@ def best_of(function, repeats: int = 10, budget: float = 8.0) -> float:
 
 def kernel_part(n: int, d: int) -> dict:
     import dask.array as da
-    from distributed import Client, LocalCluster
-
     import infoflow
+    from distributed import Client, LocalCluster
     from infoflow import distributed as idist
 
     rng = np.random.default_rng(0)
@@ -115,24 +126,34 @@ def kernel_part(n: int, d: int) -> dict:
             "local_entropy_seconds": local_entropy, "rows": rows}
 
 
-#: The sweep's cases: (name, how the command reaches a cluster).  "1x1" is a LocalCluster of
-#: one worker with one thread, started here and reached through --scheduler: scale-out with
-#: the per-worker resources fixed, next to the two with the machine's cores shared.
-SWEEP_CASES = ("--workers 1", "--workers 2", "1 worker x 1 thread", "local (no Dask)")
+#: The sweep's cases: name -> (workers, threads per worker), None for the local command.
+SWEEP_LAYOUTS = {"1 worker x 1 thread": (1, 1), "2 workers x 1 thread": (2, 1), "1 worker x 2 threads": (1, 2),
+                 "local (no Dask)": None}
+SWEEP_CASES = tuple(SWEEP_LAYOUTS)
+BASELINE = "1 worker x 1 thread"
+#: sweep.ratios in the JSON: name -> (case, relative to case).
+RATIOS = {"2 workers x 1 thread / 1 worker x 1 thread (scale-out; target <= 0.6)": ("2 workers x 1 thread", BASELINE),
+          "1 worker x 2 threads / 1 worker x 1 thread": ("1 worker x 2 threads", BASELINE),
+          "2 workers x 1 thread / 1 worker x 2 threads (same cores)": ("2 workers x 1 thread", "1 worker x 2 threads"),
+          "local (no Dask) / 1 worker x 2 threads (same cores)": ("local (no Dask)", "1 worker x 2 threads")}
 
 
-def _sweep_command(case: str, seeds: int, sweep_args: str, out: str, stack) -> list[str]:
+def _sweep_command(case: str, seeds: int, sweep_args: str, out: str, stack) -> tuple[list[str], str]:
+    """The command of a case and how it reaches its cluster (``--workers K``, ``--scheduler``, or none)."""
     command = [sys.executable, "-m", "infoflow", "reproduce", "szt", "--seeds", str(seeds), "--out", out,
                *shlex.split(sweep_args)]
-    if case.startswith("--workers"):
-        return command + case.split()
-    if case == "1 worker x 1 thread":
-        from distributed import LocalCluster
+    layout = SWEEP_LAYOUTS[case]
+    if layout is None:
+        return command, ""
+    workers, threads = layout
+    if max(1, (os.cpu_count() or 1) // workers) == threads:  # what --workers K starts here
+        return command + ["--workers", str(workers)], f"--workers {workers}"
+    from distributed import LocalCluster
 
-        cluster = stack.enter_context(LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                                   dashboard_address=":0"))
-        return command + ["--scheduler", cluster.scheduler_address]
-    return command
+    cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
+                                               dashboard_address=":0"))
+    return command + ["--scheduler", cluster.scheduler_address], \
+        f"--scheduler (LocalCluster({workers}, threads_per_worker={threads}))"
 
 
 def sweep_part(seeds: int, sweep_args: str, cases) -> dict:
@@ -142,12 +163,14 @@ def sweep_part(seeds: int, sweep_args: str, cases) -> dict:
     with tempfile.TemporaryDirectory(prefix="infoflow-bench-sweep-") as tmp:
         for index, case in enumerate(cases):
             out = os.path.join(tmp, f"case{index}")
+            # The time from before a --scheduler case's cluster starts until after it is
+            # closed, as --workers K starts and closes its own within the command.
+            started = time.perf_counter()
             with contextlib.ExitStack() as stack:
-                command = _sweep_command(case, seeds, sweep_args, out, stack)
+                command, how = _sweep_command(case, seeds, sweep_args, out, stack)
                 print("$", " ".join(shlex.quote(a) for a in command[1:]), flush=True)
-                started = time.perf_counter()
                 done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                seconds = time.perf_counter() - started
+            seconds = time.perf_counter() - started
             if done.returncode != 0:
                 raise SystemExit(f"{case}: exit {done.returncode}\n{done.stderr[-2000:]}")
             with open(os.path.join(out, "szt_seeds.json")) as handle:
@@ -157,7 +180,10 @@ def sweep_part(seeds: int, sweep_args: str, cases) -> dict:
                 with open(os.path.join(out, f"seed_{i}", "szt_config.json")) as handle:
                     runs.append(json.load(handle))
             last = max(row["epoch"] for row in aggregate)
-            rows.append({"case": case, "seconds": seconds, "run_seconds": [r["seconds"] for r in runs],
+            layout = SWEEP_LAYOUTS[case]
+            rows.append({"case": case, "how": how, "workers": layout and layout[0],
+                         "threads_per_worker": layout and layout[1], "seconds": seconds,
+                         "run_seconds": [r["seconds"] for r in runs],
                          "estimator_threads": [r["estimator_threads"] for r in runs],
                          "last_ixt_mean": [row["ixt_mean"] for row in aggregate if row["epoch"] == last]})
             print(f"  {seconds:.1f} s", flush=True)
@@ -166,10 +192,16 @@ def sweep_part(seeds: int, sweep_args: str, cases) -> dict:
 
 
 def _finish_sweep(sweep: dict) -> dict:
-    """Ratios to the 1-worker case and whether every case gave the same values."""
-    one = next((r["seconds"] for r in sweep["rows"] if r["case"] == "--workers 1"), None)
+    """Ratios to the baseline (1 worker x 1 thread) and between cases, and whether every
+    case gave the same values."""
+    seconds = {row["case"]: row["seconds"] for row in sweep["rows"]}
     for row in sweep["rows"]:
-        row["ratio_to_1_worker"] = None if one is None else row["seconds"] / one
+        row["ratio_to_1x1"] = seconds[row["case"]] / seconds[BASELINE] if BASELINE in seconds else None
+    sweep["ratios"] = {name: seconds[case] / seconds[other] for name, (case, other) in RATIOS.items()
+                       if case in seconds and other in seconds}
+    scale_out = seconds["2 workers x 1 thread"] / seconds[BASELINE] \
+        if "2 workers x 1 thread" in seconds and BASELINE in seconds else None
+    sweep["scale_out_target_met"] = None if scale_out is None else scale_out <= 0.6
     sweep["same_values"] = len({tuple(r["last_ixt_mean"]) for r in sweep["rows"]}) == 1
     return sweep
 
@@ -192,12 +224,14 @@ def markdown(result: dict) -> str:
     sweep = result.get("sweep")
     if sweep:
         lines += ["", f"`{sweep['command']}` ({sweep['seeds']} seeds), wall clock:", "",
-                  "| case | seconds | x 1 worker | seconds per run |", "|---|---:|---:|---|"]
+                  "| case | command | seconds | x 1 worker x 1 thread | seconds per run |", "|---|---|---:|---:|---|"]
         for row in sweep["rows"]:
             per_run = ", ".join(f"{s:.0f}" for s in row["run_seconds"])
-            ratio = row.get("ratio_to_1_worker")
-            lines.append(f"| {row['case']} | {row['seconds']:.0f} | {'' if ratio is None else f'{ratio:.2f}'} | "
-                         f"{per_run} |")
+            ratio = row.get("ratio_to_1x1")
+            how = f"`{row['how']}`" if row.get("how") else "(none)"
+            lines.append(f"| {row['case']} | {how} | {row['seconds']:.0f} | "
+                         f"{'' if ratio is None else f'{ratio:.2f}'} | {per_run} |")
+        lines += [""] + [f"- {name}: {value:.2f}" for name, value in sweep["ratios"].items()]
         lines += ["", f"Same aggregate values in every case: {sweep['same_values']}."]
     return "\n".join(lines)
 
@@ -217,7 +251,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("kernel", "sweep", "both"), default="both")
     parser.add_argument("--seeds", type=int, default=4)
-    parser.add_argument("--sweep-args", default="--epochs 1000 --points 6",
+    parser.add_argument("--sweep-args", default="--epochs 500 --points 4",
                         help="options of infoflow reproduce szt for every run (default: %(default)s)")
     parser.add_argument("--cases", nargs="+", choices=SWEEP_CASES, default=list(SWEEP_CASES),
                         help="sweep cases to run (default: all); rows of other cases already in the JSON are kept")
@@ -245,7 +279,7 @@ def main(argv=None) -> int:
         old = previous.get("sweep")
         if old and (old["seeds"], old["sweep_args"]) == (args.seeds, args.sweep_args):
             fresh = {row["case"] for row in sweep["rows"]}
-            kept = [row for row in old["rows"] if row["case"] not in fresh]
+            kept = [row for row in old["rows"] if row["case"] in SWEEP_CASES and row["case"] not in fresh]
             sweep["rows"] = sorted(kept + sweep["rows"], key=lambda row: SWEEP_CASES.index(row["case"]))
         result["sweep"] = _finish_sweep(sweep)
     merged = {**previous, **result}

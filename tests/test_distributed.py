@@ -2,8 +2,8 @@
 
 Every distributed result is compared with the local computation it distributes (the same
 kernel and draws on one machine), or with a float64 reference; nothing of Dask is mocked.
-One cluster serves the module; the killed-worker test runs last and waits for the nanny
-to bring the worker back.
+One cluster serves the module (the sweep policy's tests start one of 1 worker with 2
+threads); the killed-worker test runs last and waits for the nanny to bring the worker back.
 """
 
 import csv
@@ -24,13 +24,11 @@ pytest.importorskip("distributed")
 pytest.importorskip("dask.array")
 
 import dask.array as da  # noqa: E402
-from distributed import Client, LocalCluster  # noqa: E402
-
 import infoflow  # noqa: E402
+from distributed import Client, LocalCluster  # noqa: E402
 from infoflow import cli  # noqa: E402
 from infoflow import distributed as idist  # noqa: E402
 from infoflow.queries import QUERY_CHUNK_ELEMENTS  # noqa: E402
-
 from reference import log_density_reference  # noqa: E402
 
 # All-local queries per task: the local chunking, so the result must be the local one bit for bit.
@@ -52,9 +50,40 @@ def client():
         cluster.close()
 
 
+@pytest.fixture(scope="module")
+def local_two_seeds(tmp_path_factory):
+    """The local ``--seeds 2`` run of the TINY szt settings: (its folder, its result)."""
+    out = tmp_path_factory.mktemp("local-szt")
+    return out, infoflow.experiments.EXPERIMENTS["szt"].run(out, seeds=2, progress=False, **TINY)
+
+
+@pytest.fixture(scope="module")
+def two_thread_worker():
+    """A client of a LocalCluster of 1 worker process with 2 threads."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0")
+        dask_client = Client(cluster)
+    try:
+        yield dask_client
+    finally:
+        dask_client.close()
+        cluster.close()
+
+
 def read_csv(path):
     with open(path, newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def assert_same_as_local(out, local_two_seeds):
+    """``out`` holds the files and values of the local --seeds 2 run."""
+    local, _ = local_two_seeds
+    for i in range(2):
+        assert sorted(p.name for p in (out / f"seed_{i}").iterdir()) == sorted(infoflow.experiments.szt.FILES)
+        for name in ("szt_information.csv", "szt_training.csv"):
+            assert read_csv(out / f"seed_{i}" / name) == read_csv(local / f"seed_{i}" / name)
+    assert read_csv(out / "szt_seeds.csv") == read_csv(local / "szt_seeds.csv")
 
 
 # ---------------------------------------------------------------------------------------
@@ -199,6 +228,8 @@ def test_sweep_rejects_bad_requests_before_starting(tmp_path, client):
         idist.sweep("szt", tmp_path, client=client, settings={"a/b": {}})
     with pytest.raises(ValueError, match="client and workers: give at most one"):
         idist.sweep("szt", tmp_path, client=client, workers=2, **TINY)
+    with pytest.raises(ValueError, match="runs_per_worker: must be >= 1"):
+        idist.sweep("szt", tmp_path, client=client, runs_per_worker=0, **TINY)
     (tmp_path / "szt_config.json").write_text("mine")
     with pytest.raises(FileExistsError, match="szt_config.json"):
         idist.sweep("szt", tmp_path, client=client, **TINY)
@@ -259,6 +290,76 @@ def test_ctrl_c_keeps_the_finished_runs(tmp_path, client):
     assert saved["runs"] == [f"seed_{i}" for i in finished] and saved["n_runs"] == len(finished)
 
 
+def _compute_intervals(stream, word: str) -> list[tuple[float, float]]:
+    """(start, stop) of each task of a task stream whose key holds ``word``, by start."""
+    return sorted((part["start"], part["stop"]) for task in stream.data if word in str(task["key"])
+                  for part in task["startstops"] if part["action"] == "compute")
+
+
+def test_sweep_runs_a_run_per_worker_thread(tmp_path, two_thread_worker, local_two_seeds):
+    """A worker with 2 threads runs 2 runs at once, each with the kernel on 1 thread and
+    torch on 1; runs_per_worker=1 runs one at a time with the kernel on both.  Either way
+    the files and values of the local run."""
+    from distributed import get_task_stream
+
+    with get_task_stream(two_thread_worker) as stream:
+        result = idist.sweep("szt", tmp_path / "each", client=two_thread_worker, seeds=2, progress=False, **TINY)
+    (a_start, a_stop), (b_start, b_stop) = _compute_intervals(stream, "seed_")
+    assert b_start < a_stop, "the two runs did not run at the same time"
+    for i in range(2):
+        config = json.loads((tmp_path / "each" / f"seed_{i}" / "szt_config.json").read_text())
+        assert (config["estimator_threads"], config["torch_threads"]) == (1, 1)
+    assert_same_as_local(tmp_path / "each", local_two_seeds)
+    assert [row["ixt_mean"] for row in result["history"]] == [row["ixt_mean"] for row in local_two_seeds[1]["history"]]
+
+    with get_task_stream(two_thread_worker) as stream:
+        idist.sweep("szt", tmp_path / "whole", client=two_thread_worker, seeds=2, runs_per_worker=1, progress=False,
+                    **TINY)
+    (a_start, a_stop), (b_start, b_stop) = _compute_intervals(stream, "seed_")
+    assert b_start >= a_stop
+    for i in range(2):
+        config = json.loads((tmp_path / "whole" / f"seed_{i}" / "szt_config.json").read_text())
+        assert (config["estimator_threads"], config["torch_threads"]) == (2, 1)
+    assert_same_as_local(tmp_path / "whole", local_two_seeds)
+
+
+def test_a_run_error_reaches_the_client_as_itself(two_thread_worker):
+    """A run that raises in its run process: the same exception type and message on the
+    client (not a bare failure of the process)."""
+    from infoflow.distributed._sweep import _run_seed
+    from infoflow.experiments.seeds import SeedPlan
+    from infoflow.experiments.szt import FILES, run_seeds
+
+    root, torch_seed = run_seeds(0, 1)[0]
+    plan = SeedPlan("szt", "szt", FILES, {"bogus_option": 1})
+    future = two_thread_worker.submit(_run_seed, plan, root, torch_seed, "0", pure=False)
+    with pytest.raises(TypeError, match="bogus_option"):
+        future.result()
+
+
+def test_run_slots_share_a_worker_threads(two_thread_worker):
+    """On a worker with 2 threads: two runs hold a thread each at once; with
+    runs_per_worker=1 a run holds both, as a kernel task does, so a second waits."""
+
+    def hold(kind, runs):
+        from infoflow.distributed import _cluster
+
+        slot = _cluster.worker_slot() if kind == "kernel" else _cluster.run_slot(runs)
+        with slot as threads:
+            started = time.monotonic()
+            time.sleep(0.5)
+            return threads, started, time.monotonic()
+
+    def together(first, second):
+        a, b = (two_thread_worker.submit(hold, *how, pure=False) for how in (first, second))
+        (ta, sa, ea), (tb, sb, eb) = a.result(), b.result()
+        return (ta, tb), sa < eb and sb < ea
+
+    assert together(("run", None), ("run", None)) == ((1, 1), True)
+    assert together(("run", 1), ("run", 1)) == ((2, 2), False)
+    assert together(("run", None), ("kernel", None)) == ((1, 2), False)
+
+
 def _kill_a_busy_worker(client, killed: list, stop: threading.Event) -> None:
     """Wait until some worker has been running a sweep task for a moment, then SIGKILL its process."""
     pids = client.run(os.getpid)
@@ -277,7 +378,7 @@ def _kill_a_busy_worker(client, killed: list, stop: threading.Event) -> None:
         time.sleep(0.1)
 
 
-def test_sweep_survives_a_killed_worker_and_equals_local(tmp_path, client):
+def test_sweep_survives_a_killed_worker_and_equals_local(tmp_path, client, local_two_seeds):
     """Two seeds on two workers; one worker process is killed in the middle of a run.
     Dask runs that seed again; every run's folder and the aggregate are complete and hold
     the values of a local --seeds 2 run."""
@@ -292,13 +393,8 @@ def test_sweep_survives_a_killed_worker_and_equals_local(tmp_path, client):
         killer.join(10)
     assert killed, "no worker was killed: the test did not test recovery"
     assert not result["interrupted"] and result["runs_done"] == 2
-    local = infoflow.experiments.EXPERIMENTS["szt"].run(tmp_path / "local", seeds=2, progress=False, **TINY)
-    for i in range(2):
-        names = sorted(p.name for p in (tmp_path / "dask" / f"seed_{i}").iterdir())
-        assert names == sorted(infoflow.experiments.szt.FILES)
-        assert read_csv(tmp_path / "dask" / f"seed_{i}" / "szt_information.csv") == read_csv(
-            tmp_path / "local" / f"seed_{i}" / "szt_information.csv")
-    assert read_csv(tmp_path / "dask" / "szt_seeds.csv") == read_csv(tmp_path / "local" / "szt_seeds.csv")
+    assert_same_as_local(tmp_path / "dask", local_two_seeds)
+    local = local_two_seeds[1]
     assert json.loads((tmp_path / "dask" / "szt_seeds.json").read_text())["runs"] == ["seed_0", "seed_1"]
     assert [row["ixt_mean"] for row in result["history"]] == [row["ixt_mean"] for row in local["history"]]
     client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker

@@ -262,8 +262,8 @@ def _add_sweep_arguments(parser: argparse.ArgumentParser) -> None:
     """--scheduler and --workers: run the seeds as Dask tasks (infoflow.distributed.sweep)."""
     group = parser.add_argument_group(
         "on a Dask cluster (pip install \"infoflow[distributed]\")",
-        "Run the seeds as Dask tasks, one per worker at a time on all its threads; each run's files are "
-        "written as soon as it finishes.")
+        "Run the seeds as Dask tasks, as many at once on a worker as it has threads (each run's kernel on its "
+        "share); each run's files are written as soon as it finishes.")
     where = group.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", default=None,
                        help="address of a running Dask scheduler, e.g. tcp://host:8786")

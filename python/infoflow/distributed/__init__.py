@@ -15,8 +15,11 @@ approximates: the work is split where the mathematics splits exactly.
   run's files as soon as it finishes: ``infoflow reproduce szt --seeds 4 --workers 2``
   or ``--scheduler tcp://host:8786``.
 
-A worker runs one infoflow task at a time on all its threads (the kernel is
-multi-threaded); start workers with as many threads as each may use.
+Threads: a kernel task (the estimates) takes all of its worker's threads, one such task at
+a time per worker (the kernel is multi-threaded); a sweep runs as many runs at once on a
+worker as it has threads, each in a run process of its own with the kernel on its share
+(``runs_per_worker=`` fewer, each with more threads).  Start workers with as many threads
+as each may use.
 """
 
 try:

@@ -9,16 +9,21 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 
-__all__ = ["resolve_client", "connect", "local_cluster", "worker_slot", "worker_threads", "total_threads"]
+__all__ = ["resolve_client", "connect", "local_cluster", "worker_slot", "run_slot", "runs_at_once", "worker_threads",
+           "total_threads"]
 
 #: Seconds to wait for a scheduler before giving up (``connect_timeout=``, ``--connect-timeout``).
 DEFAULT_CONNECT_TIMEOUT = 5.0
 
-# One infoflow task at a time per worker process, with all the worker's threads: the
-# kernel is itself multi-threaded (OpenMP), so a worker with T threads that ran T such
-# tasks at once would put T*T threads on T cores.  A second task waits here for the first.
-_SLOT = threading.Lock()
+# The worker's threads that infoflow tasks in this worker process hold now.  The kernel is
+# itself multi-threaded (OpenMP), so a worker with T threads that ran T kernel tasks at
+# once, each on T threads, would put T*T threads on T cores.  A kernel task (worker_slot)
+# holds all T; a sweep run (run_slot) holds T / r of them, r the runs the worker runs at
+# once.  A task whose share is not free waits here until enough is released.
+_THREADS = threading.Condition()
+_held = Fraction(0)
 
 
 def resolve_client(client):
@@ -139,8 +144,26 @@ def worker_threads() -> int | None:
 
 
 @contextmanager
+def _holding(share: Fraction, threads: int) -> Iterator[None]:
+    """Hold ``share`` of this process's ``threads`` for the block, waiting until it is free.
+
+    A share larger than everything still runs, alone."""
+    global _held
+    with _THREADS:
+        while _held and _held + share > threads:
+            _THREADS.wait()
+        _held += share
+    try:
+        yield
+    finally:
+        with _THREADS:
+            _held -= share
+            _THREADS.notify_all()
+
+
+@contextmanager
 def worker_slot() -> Iterator[int | None]:
-    """Hold this process's one infoflow slot; yields the threads the task may use.
+    """Hold all of this worker's threads for a kernel task; yields the threads it may use.
 
     On a Dask worker: the worker's thread count (which the task passes to the kernel and
     torch explicitly: Dask's nanny starts workers with ``OMP_NUM_THREADS=1``).  Elsewhere
@@ -148,8 +171,34 @@ def worker_slot() -> Iterator[int | None]:
     runs one kernel at a time, so that a threaded scheduler does not multiply them.
     """
     threads = worker_threads()
-    with _SLOT:
+    with _holding(Fraction(threads or 1), threads or 1):
         yield threads
+
+
+def runs_at_once(threads: int, runs_per_worker: int | None) -> int:
+    """How many sweep runs a worker with ``threads`` threads runs at once: one per thread
+    (``runs_per_worker`` None), else ``runs_per_worker``, at most ``threads``."""
+    return max(1, min(threads, runs_per_worker or threads))
+
+
+@contextmanager
+def run_slot(runs_per_worker: int | None = None) -> Iterator[int | None]:
+    """Hold one sweep run's share of this worker's threads; yields the kernel threads of the run.
+
+    A worker with T threads runs r = :func:`runs_at_once` (T, ``runs_per_worker``) runs at
+    once (by default r = T), each holding T / r of its threads, so the kernel of each run
+    gets T // r threads (by default 1) and the runs together never use more than T.  A
+    further run, or a kernel task (:func:`worker_slot`, which needs all T), waits.  Outside
+    a worker: one run at a time, the kernel on its default (None: all cores).
+    """
+    threads = worker_threads()
+    if threads is None:
+        with _holding(Fraction(1), 1):
+            yield None
+        return
+    runs = runs_at_once(threads, runs_per_worker)
+    with _holding(Fraction(threads, runs), threads):
+        yield max(1, threads // runs)
 
 
 def total_threads(client) -> int:

@@ -1,11 +1,24 @@
-"""Experiment sweeps on a Dask cluster: one task per (setting, seed), files written as each finishes."""
+"""Experiment sweeps on a Dask cluster: one task per (setting, seed), files written as each finishes.
+
+Each run is a Dask task, and each task hands its run to a run process: a Python process
+that the worker starts (on its interpreter and ``sys.path``) and keeps for its next runs,
+one run at a time, as the local command runs its seeds one after another in one process.
+A worker with T threads runs T runs at once (``runs_per_worker`` fewer), each in its own
+run process, with its share of the threads for the kernel and torch single-threaded, as
+the local command trains.  Processes, not threads of the worker, because a run uses
+process-wide state that concurrent runs in one process would share: torch's global
+generator (seeded by ``torch.manual_seed``, it draws the initial weights and the training
+noise, so the values would depend on the timing), ``torch.set_num_threads`` (and through
+the OpenMP runtime torch shares with the kernel, the kernel's default thread count) and
+``sys.stdout``."""
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import io
+import os
+import pickle
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -16,35 +29,187 @@ from pathlib import Path
 
 from .._intake import positive_int
 from .._output import atomic_write, check_new_files, output_dir, remove_files
-from ._cluster import DEFAULT_CONNECT_TIMEOUT, connect, local_cluster, resolve_client, worker_slot
+from ._cluster import DEFAULT_CONNECT_TIMEOUT, connect, local_cluster, resolve_client, run_slot, runs_at_once
 
 __all__ = ["sweep"]
 
-
-def _run_seed(plan, root, torch_seed: int, label: str) -> dict:
-    """On a worker: one run of ``plan`` into a private temporary folder; returns its files'
-    bytes (the client writes them: the workers need not share its file system), its
-    result and what it printed."""
-    import torch
-
-    started = time.perf_counter()
+# The program of a run process (python -c).  It reads the folders of requests, one a line,
+# from stdin and runs each request in turn (as the local command runs its seeds, one after
+# another in one process), writing reply.pickle beside it; it ends at the end of stdin.
+# It imports neither dask nor infoflow.distributed (seconds of start-up), only what
+# unpickling the plan and running it import.  It ends too when the worker that started it
+# is gone (killed, or its cluster closed), so that Dask's retry elsewhere is the only copy.
+_CHILD = """\
+import contextlib, io, os, pickle, sys, threading, time, traceback
+parent = os.getppid()
+def watch():
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(70)
+threading.Thread(target=watch, name="infoflow-orphan-watch", daemon=True).start()
+while True:
+    base = sys.stdin.readline().rstrip("\\n")
+    if not base:
+        break
     output = io.StringIO()
-    with worker_slot() as worker:
-        # As run_each does locally: torch single-threaded unless the user gave a thread
-        # count (this tiny network trains fastest that way), the kernel on the given
-        # threads, else on the worker's own (Dask starts workers with OMP_NUM_THREADS=1).
-        previous = torch.get_num_threads()
-        torch.set_num_threads(plan.num_threads or 1)
-        try:
-            with tempfile.TemporaryDirectory(prefix="infoflow-sweep-") as folder, \
-                    contextlib.redirect_stdout(output):
-                result = plan.run_one(Path(folder), root, torch_seed, label, plan.num_threads or worker)
-                files = {Path(path).name: Path(path).read_bytes() for path in result["files"]}
-        finally:
-            torch.set_num_threads(previous)
-    result = {key: value for key, value in result.items() if key != "files"}
-    return {"result": result, "files": files, "output": output.getvalue(), "folder": folder,
-            "seconds": time.perf_counter() - started}
+    try:
+        with open(os.path.join(base, "request.pickle"), "rb") as handle:
+            sys.path.extend(entry for entry in pickle.load(handle) if entry not in sys.path)
+            request = pickle.load(handle)
+        import torch
+        torch.set_num_threads(request["torch_threads"])
+        with contextlib.redirect_stdout(output):
+            result = request["plan"].run_one(request["folder"], request["root"], request["torch_seed"],
+                                             request["label"], request["kernel_threads"])
+        reply = {"result": {key: value for key, value in result.items() if key != "files"},
+                 "files": [os.path.basename(str(path)) for path in result["files"]],
+                 "torch_threads": torch.get_num_threads(), "pid": os.getpid()}
+    except BaseException as exc:
+        reply = {"error": exc, "traceback": traceback.format_exc()}
+    reply["output"] = output.getvalue()
+    try:
+        data = pickle.dumps(reply)
+        pickle.loads(data)
+    except Exception:
+        reply["error"] = None
+        data = pickle.dumps(reply)
+    with open(os.path.join(base, "reply.tmp"), "wb") as handle:
+        handle.write(data)
+    os.replace(os.path.join(base, "reply.tmp"), os.path.join(base, "reply.pickle"))
+"""
+
+#: Seconds an idle run process waits for the next run of its worker before it ends.
+IDLE_SECONDS = 60.0
+
+# This worker process's idle run processes, each with the timer that ends it.
+_IDLE: list = []
+_POOL = threading.Lock()
+
+
+def _run_process() -> subprocess.Popen:
+    """An idle run process of this worker, or a new one.
+
+    Its own session (POSIX), so that a Ctrl-C in the terminal of a ``--workers`` sweep
+    reaches the client, not the runs; its output goes where the worker's goes."""
+    with _POOL:
+        while _IDLE:
+            process, timer = _IDLE.pop()
+            timer.cancel()
+            if process.poll() is None:
+                return process
+    return subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE, text=True,
+                            start_new_session=os.name == "posix")
+
+
+def _end(process: subprocess.Popen) -> None:
+    """End a run process: the end of its input if it is idle, else (or if that fails) a kill."""
+    try:
+        process.stdin.close()
+        process.wait(5.0)
+    except (OSError, subprocess.TimeoutExpired):
+        process.kill()
+        process.wait()
+
+
+def _expire(process: subprocess.Popen) -> None:
+    with _POOL:
+        if not any(idle is process for idle, _ in _IDLE):
+            return  # taken for a run meanwhile
+        _IDLE[:] = [(idle, timer) for idle, timer in _IDLE if idle is not process]
+    _end(process)
+
+
+def _keep(process: subprocess.Popen) -> None:
+    """Keep a run process for this worker's next run, for at most :data:`IDLE_SECONDS`."""
+    timer = threading.Timer(IDLE_SECONDS, _expire, args=(process,))
+    timer.daemon = True
+    with _POOL:
+        _IDLE.append((process, timer))
+    timer.start()
+
+
+def _cancelled() -> bool:
+    """Whether the scheduler has released the task running in this worker thread (the
+    client cancelled it: Ctrl-C, or another run failed)."""
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        key = worker.get_current_task()
+    except (ImportError, ValueError, AttributeError):
+        return False
+    task = worker.state.tasks.get(key) if hasattr(worker, "state") else None
+    return task is None or task.state == "cancelled"
+
+
+def _in_own_process(base: Path, request: dict) -> dict:
+    """Run ``request`` (see ``_CHILD``) in a run process; its reply, or its error raised here.
+
+    The process is kept for the worker's next run if the run ends normally (an error of
+    the run included), else killed: when the task is cancelled (checked ten times a
+    second; for a second in a row, as a task may be resumed) or anything else fails here.
+    """
+    with open(base / "request.pickle", "wb") as handle:
+        pickle.dump(list(sys.path), handle)
+        pickle.dump(request, handle)
+    label, reply_path = request["label"], base / "reply.pickle"
+    process = _run_process()
+    done = False
+    try:
+        process.stdin.write(f"{base}\n")
+        process.stdin.flush()
+        strikes = 0
+        while not reply_path.exists():
+            code = process.poll()
+            if code is not None:
+                if reply_path.exists():
+                    break
+                raise RuntimeError(f"sweep run {label}: its process exited with status {code} without a result "
+                                   "(its error output is in the worker's log)")
+            strikes = strikes + 1 if _cancelled() else 0
+            if strikes >= 10:
+                raise RuntimeError(f"sweep run {label}: cancelled")
+            time.sleep(0.1)
+        reply = pickle.loads(reply_path.read_bytes())
+        done = True
+    finally:
+        if done and process.poll() is None:
+            _keep(process)
+        elif process.poll() is None:
+            process.kill()
+            process.wait()
+    if "error" in reply:
+        exc = reply["error"]
+        if exc is None:
+            raise RuntimeError(f"sweep run {label} failed:\n{reply['traceback']}")
+        if hasattr(exc, "add_note"):  # Python >= 3.11: the run's traceback travels with the error
+            exc.add_note(f"in the process of sweep run {label}:\n{reply['traceback']}")
+        raise exc
+    return reply
+
+
+def _run_seed(plan, root, torch_seed: int, label: str, runs_per_worker: int | None = None) -> dict:
+    """On a worker: one run of ``plan`` in a run process, into a private temporary
+    folder; returns its files' bytes (the client writes them: the workers need not share
+    its file system), its result and what it printed.
+
+    Threads as ``run_each`` sets them locally: torch single-threaded unless the user gave
+    ``num_threads`` (this tiny network trains fastest that way), the kernel on the given
+    threads, else on this run's share of the worker's (:func:`run_slot`; Dask starts
+    workers with ``OMP_NUM_THREADS=1``, so they are passed explicitly).
+    """
+    started = time.perf_counter()
+    with run_slot(runs_per_worker) as share, tempfile.TemporaryDirectory(prefix="infoflow-sweep-") as base:
+        folder = Path(base) / "run"
+        folder.mkdir()
+        kernel_threads = plan.num_threads or share
+        request = {"plan": plan, "root": root, "torch_seed": torch_seed, "label": label, "folder": folder,
+                   "kernel_threads": kernel_threads, "torch_threads": plan.num_threads or 1}
+        reply = _in_own_process(Path(base), request)
+        files = {name: (folder / name).read_bytes() for name in reply["files"]}
+    return {"result": reply["result"], "files": files, "output": reply["output"], "folder": str(folder),
+            "seconds": time.perf_counter() - started, "kernel_threads": kernel_threads,
+            "torch_threads": reply["torch_threads"]}
 
 
 @contextmanager
@@ -119,7 +284,8 @@ def _connected(stack: ExitStack, client, scheduler, workers, timeout: float):
 
 
 def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, scheduler=None, workers=None,
-          overwrite=False, progress=True, connect_timeout=DEFAULT_CONNECT_TIMEOUT, **options) -> dict:
+          runs_per_worker=None, overwrite=False, progress=True, connect_timeout=DEFAULT_CONNECT_TIMEOUT,
+          **options) -> dict:
     """Run an experiment's seeds (and settings) as Dask tasks, streaming each run's files to ``out_dir``.
 
     The same runs as ``infoflow.experiments.EXPERIMENTS[experiment].run(out_dir,
@@ -129,6 +295,24 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
     the cluster; its files are written here, atomically, as soon as it finishes, so a
     crash or Ctrl-C loses no run that finished.  A task whose worker dies is run again
     elsewhere by Dask (up to ``distributed.scheduler.allowed-failures`` times).
+
+    Threads: a worker with T threads runs T runs at once (``runs_per_worker`` r: r, at
+    most T), each in a run process of its own (started by the worker and kept for its next
+    runs), with torch single-threaded (as the local command trains) and the kernel on
+    T // r threads (by default 1).  A run trains on one
+    thread for about a third of its time, so one run per thread keeps every core busy
+    where one run on all of a worker's threads would leave all but one idle while it
+    trains; and no worker runs more threads than it has.  Own processes because
+    concurrent runs in one process would share torch's global generator (the initial
+    weights and training noise: the values would depend on the timing) and its thread
+    setting.  ``runs_per_worker=1`` gives each run all its worker's threads, for runs
+    that need a worker's memory (a run process's memory is not counted in the worker's
+    Dask memory limit).  The scheduler places a run on a worker with room; the sweep keeps
+    only as many runs on the cluster as its workers run at once, so that the rest wait on
+    the client (and a Ctrl-C has few to cancel).  (With ``runs_per_worker`` below a
+    worker's threads the scheduler may still place a run on a worker that is full while
+    another has room; that run then waits for its worker.)  A cancelled run's process is
+    stopped.
 
     Parameters
     ----------
@@ -152,6 +336,10 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
     workers : int, optional
         Start a :class:`distributed.LocalCluster` of this many worker processes, each
         with an equal share of this machine's cores, and close it afterwards.
+    runs_per_worker : int, optional
+        Runs a worker runs at once (default: as many as it has threads, at most that),
+        each with the kernel on an equal share of the worker's threads.  1: one run per
+        worker on all its threads (big runs where memory is the limit).
     overwrite : bool
         Replace the files of an earlier run (default False: FileExistsError naming them,
         before anything is computed).
@@ -161,8 +349,10 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
         Seconds to wait for ``scheduler`` (default 5).
     **options
         The experiment's options (``epochs``, ``beta``, ``num_threads``, ...), as for its
-        ``run``.  ``num_threads`` is per run; by default torch runs single-threaded (as
-        locally) and the kernel on the worker's threads.
+        ``run``.  ``num_threads`` is per run (torch and the kernel of each run, whatever
+        the worker's threads: combine it with ``runs_per_worker``); by default torch runs
+        single-threaded (as locally) and the kernel on the run's share of the worker's
+        threads.
 
     Returns
     -------
@@ -182,7 +372,7 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
     """
     from ..experiments import EXPERIMENTS
     from ..experiments.seeds import aggregate_files
-    from ..experiments.szt import run_seeds
+    from ..experiments.training import run_seeds
 
     if experiment not in EXPERIMENTS or not hasattr(EXPERIMENTS[experiment].load(), "seed_plan"):
         sweepable = [name for name, e in EXPERIMENTS.items() if hasattr(e.load(), "seed_plan")]
@@ -192,6 +382,7 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
     count = positive_int(seeds, "seeds", allow_none=False)
     if workers is not None:
         positive_int(workers, "workers", allow_none=False)
+    runs_per_worker = positive_int(runs_per_worker, "runs_per_worker")
     runs = run_seeds(seed, count)
     _check_options(module, experiment, options, "options")
     out = Path(out_dir)
@@ -228,14 +419,15 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
         token = f"{time.time_ns():x}"
 
         def submit_more() -> None:
-            # One run per worker at a time (each uses all its worker's threads); the
-            # scheduler places each on an idle worker, and more go out as runs finish.
-            room = max(1, len(client.nthreads())) - len(futures)
+            # As many runs on the cluster as its workers run at once (run_slot); the
+            # scheduler places each on a worker with room, and more go out as runs finish.
+            slots = sum(runs_at_once(threads, runs_per_worker) for threads in client.nthreads().values())
+            room = max(1, slots) - len(futures)
             while queue and room > 0:
                 j, i = queue.pop(0)
                 root, torch_seed = runs[i]
                 label = str(seed) if count == 1 else f"{seed} run {i}"
-                future = client.submit(_run_seed, jobs[j][1], root, torch_seed, label, pure=False,
+                future = client.submit(_run_seed, jobs[j][1], root, torch_seed, label, runs_per_worker, pure=False,
                                        key=f"infoflow-{experiment}-{j}-seed_{i}-{token}")
                 futures[future.key] = (j, i)
                 live[future.key] = future
