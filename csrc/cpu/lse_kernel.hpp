@@ -555,10 +555,95 @@ index_t queries_per_task(const Problem<T>& p, int threads) {
 // Phase 3a: the brute path, every block of every task (with the GEMM-form screen)
 // ---------------------------------------------------------------------------------------
 
+// The brute path's start of a task: the queries' squared norms (for the screen) and, per
+// query, an upper bound on its nearest distance.  Blocks far beyond the nearest centre are
+// skipped, but a query meets its nearest centre only somewhere along the way.  One centre
+// that is likely near (the one a Monte Carlo query was drawn around: the caller's hint,
+// else i n / m) gives an upper bound from the start; the factor covers the float rounding
+// of the same distance in the tiles.
 template <class T>
-bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, KernelStats& stats) {
+void start_brute_task(const Problem<T>& p, const PackedCentres<T>& packed, index_t b, index_t i0, index_t rows,
+                      bool may_screen, double screen_factor, TaskScratch<T>& s) {
+  const index_t d = p.d;
+  const double scale = exponent_scale(p.beta);
+  for (index_t a = 0; a < rows; ++a) {
+    const T* row = s.qbuf.ptr + a * d;
+    if (may_screen) {
+      double norm = 0.0;
+      for (index_t k = 0; k < d; ++k) norm += static_cast<double>(row[k]) * row[k];
+      s.qnorm[a] = norm;
+    }
+    const index_t i = i0 + a;
+    const index_t j = p.near_centre != nullptr
+                          ? p.near_centre[i]
+                          : std::min(p.n - 1, static_cast<index_t>(static_cast<double>(i) * p.n / p.m));
+    double dist_j = 0.0;
+    for (index_t k = 0; k < d; ++k) {
+      const double diff = static_cast<double>(row[k]) - p.centers(b, j, k);
+      dist_j += diff * diff;
+    }
+    if (p.weights != nullptr)  // the offset of centre j (see add_offsets)
+      dist_j += weight_offset(static_cast<double>(p.weights[b * p.n + j]), packed.log_max_weight[b], scale);
+    s.nearest_bound[a] = dist_j * (1.0 + screen_factor);
+  }
+}
+
+// The GEMM-form screen of one block (groups g0..g1) for the task's tiles: s.skip[t] is
+// set for each tile whose every query provably finds the block negligible.
+template <class T>
+void screen_block(const Problem<T>& p, const Layout<T>& lay, const PackedCentres<T>& packed, index_t b,
+                  index_t g0, index_t g1, index_t rows, index_t tiles, double screen_factor, TaskScratch<T>& s) {
   constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q;
   constexpr index_t G = Layout<T>::G;
+  const index_t d = p.d, rows_padded = tiles * kTileQ;
+  const double scale = exponent_scale(p.beta);
+  s.stats.screened += tiles;
+  std::fill(s.smin.ptr, s.smin.ptr + rows_padded * L, std::numeric_limits<T>::infinity());
+  for (index_t g = g0; g < g1; ++g) {
+    const T* group_norms = packed.norms.ptr + (b * lay.groups + g) * G;
+    for (index_t a0 = 0; a0 < rows_padded; a0 += kTileQ)
+      screen_tile(s.qbuf.ptr + a0 * d, packed.group(b, g, lay), group_norms, d, s.smin.ptr + a0 * L);
+  }
+  const double block_norm = packed.block_max_norm[b * lay.blocks + g0 / lay.block_groups];
+  for (index_t t = 0; t < tiles; ++t) {
+    bool negligible = true;
+    for (index_t a = t * kTileQ; a < std::min(rows, (t + 1) * kTileQ) && negligible; ++a) {
+      T lane_min = s.smin.ptr[a * L];
+      for (int l = 1; l < L; ++l) lane_min = std::min(lane_min, s.smin.ptr[a * L + l]);
+      // A lower bound on every squared distance of query a to the block.
+      const double lower =
+          s.qnorm[a] + static_cast<double>(lane_min) - screen_factor * (s.qnorm[a] + block_norm);
+      negligible = (lower - std::min(s.state[a].dmin, s.nearest_bound[a])) * scale > kNegligible<T>;
+    }
+    s.skip[t] = negligible;
+    s.stats.skipped += negligible;
+  }
+}
+
+// The brute path's end when the centres were cut into segments: each query's partial
+// states (`partial`, [query task][segment][query]) merged into its result.
+template <class T>
+void merge_segments(const Problem<T>& p, const PackedCentres<T>& packed, const LseState* partial, index_t per_task,
+                    index_t segments) {
+  const double scale = exponent_scale(p.beta);
+  const index_t tasks_per_batch = (p.m + per_task - 1) / per_task;
+  for (index_t query_task = 0; query_task < p.batch * tasks_per_batch; ++query_task) {
+    const index_t b = query_task / tasks_per_batch;
+    const index_t i0 = (query_task % tasks_per_batch) * per_task;
+    const index_t rows = std::min(per_task, p.m - i0);
+    const LseState* parts = partial + query_task * segments * per_task;
+    for (index_t a = 0; a < rows; ++a) {
+      LseState merged = parts[a];
+      for (index_t segment = 1; segment < segments; ++segment) lse_merge(merged, parts[segment * per_task + a], scale);
+      p.out[b * p.m + i0 + a] = static_cast<T>(lse_result(merged, scale) + packed.out_shift[b]);
+    }
+  }
+}
+
+// Every block of every task, with the screen while it pays.
+template <class T>
+bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, KernelStats& stats) {
+  constexpr int kTileQ = Simd<T>::tile_q;
   const Layout<T> lay(p.n, p.d);
   const index_t d = p.d;
   const double scale = exponent_scale(p.beta);
@@ -602,31 +687,7 @@ bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, Ker
       const index_t rows_padded = (rows + kTileQ - 1) / kTileQ * kTileQ;
       const index_t tiles = rows_padded / kTileQ;
       load_queries(p, b, rows, rows_padded, [i0](index_t a) { return i0 + a; }, s);
-      for (index_t a = 0; a < rows; ++a) {
-        const T* row = s.qbuf.ptr + a * d;
-        if (may_screen) {
-          double norm = 0.0;
-          for (index_t k = 0; k < d; ++k) norm += static_cast<double>(row[k]) * row[k];
-          s.qnorm[a] = norm;
-        }
-        // Blocks far beyond the nearest centre are skipped, but a query meets its nearest
-        // centre only somewhere along the way.  One centre that is likely near (the one
-        // a Monte Carlo query was drawn around: the caller's hint, else i n / m) gives an
-        // upper bound from the start; the factor covers the float rounding of the same
-        // distance in the tiles.
-        const index_t i = i0 + a;
-        const index_t j = p.near_centre != nullptr
-                              ? p.near_centre[i]
-                              : std::min(p.n - 1, static_cast<index_t>(static_cast<double>(i) * p.n / p.m));
-        double dist_j = 0.0;
-        for (index_t k = 0; k < d; ++k) {
-          const double diff = static_cast<double>(row[k]) - p.centers(b, j, k);
-          dist_j += diff * diff;
-        }
-        if (p.weights != nullptr)  // the offset of centre j (see add_offsets)
-          dist_j += weight_offset(static_cast<double>(p.weights[b * p.n + j]), packed.log_max_weight[b], scale);
-        s.nearest_bound[a] = dist_j * (1.0 + screen_factor);
-      }
+      start_brute_task(p, packed, b, i0, rows, may_screen, screen_factor, s);
       // Moving average of the fraction of tiles a block let us skip.  The first block
       // runs in full; if it was negligible, the screen starts with the second.
       double skippable = kScreenWorthwhile;
@@ -638,29 +699,7 @@ bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, Ker
             may_screen && (p.screen == Screen::always || skippable > kScreenWorthwhile);
         std::fill(s.skip.get(), s.skip.get() + tiles, false);
         s.stats.tile_blocks += tiles;
-        if (screen) {
-          s.stats.screened += tiles;
-          std::fill(s.smin.ptr, s.smin.ptr + rows_padded * L, std::numeric_limits<T>::infinity());
-          for (index_t g = g0; g < g1; ++g) {
-            const T* group_norms = packed.norms.ptr + (b * lay.groups + g) * G;
-            for (index_t a0 = 0; a0 < rows_padded; a0 += kTileQ)
-              screen_tile(s.qbuf.ptr + a0 * d, packed.group(b, g, lay), group_norms, d, s.smin.ptr + a0 * L);
-          }
-          const double block_norm = packed.block_max_norm[b * lay.blocks + g0 / lay.block_groups];
-          for (index_t t = 0; t < tiles; ++t) {
-            bool negligible = true;
-            for (index_t a = t * kTileQ; a < std::min(rows, (t + 1) * kTileQ) && negligible; ++a) {
-              T lane_min = s.smin.ptr[a * L];
-              for (int l = 1; l < L; ++l) lane_min = std::min(lane_min, s.smin.ptr[a * L + l]);
-              // A lower bound on every squared distance of query a to the block.
-              const double lower = s.qnorm[a] + static_cast<double>(lane_min) -
-                                   screen_factor * (s.qnorm[a] + block_norm);
-              negligible = (lower - std::min(s.state[a].dmin, s.nearest_bound[a])) * scale > kNegligible<T>;
-            }
-            s.skip[t] = negligible;
-            s.stats.skipped += negligible;
-          }
-        }
+        if (screen) screen_block(p, lay, packed, b, g0, g1, rows, tiles, screen_factor, s);
         const index_t negligible_tiles = compute_block(p, lay, packed, b, g0, g1, rows, tiles, s);
         // While screening, count what the screen proved: a loose bound stops it.
         index_t proved = 0;
@@ -682,20 +721,7 @@ bool run_brute(const Problem<T>& p, const Interrupt& interrupt, int threads, Ker
     add_stats(stats, s.stats);
   }
   if (cancel.cancelled.load()) return false;
-  if (segments > 1) {
-    for (index_t query_task = 0; query_task < query_tasks; ++query_task) {
-      const index_t b = query_task / tasks_per_batch;
-      const index_t i0 = (query_task % tasks_per_batch) * per_task;
-      const index_t rows = std::min(per_task, p.m - i0);
-      const LseState* parts = partial.get() + query_task * segments * per_task;
-      for (index_t a = 0; a < rows; ++a) {
-        LseState merged = parts[a];
-        for (index_t segment = 1; segment < segments; ++segment)
-          lse_merge(merged, parts[segment * per_task + a], scale);
-        p.out[b * p.m + i0 + a] = static_cast<T>(lse_result(merged, scale) + packed.out_shift[b]);
-      }
-    }
-  }
+  if (segments > 1) merge_segments(p, packed, partial.get(), per_task, segments);
   return true;
 }
 
