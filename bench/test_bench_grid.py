@@ -6,19 +6,18 @@ Selected only on request (``conftest.py`` deselects it otherwise)::
     python -m pytest bench/ --benchmark-only -m grid --benchmark-json=bench/results/grid.json
     python bench/render.py --grid bench/results/grid.json
 
-Cells: m = n in ``INFOFLOW_BENCH_GRID_N`` (default 1e3, 1e4, 2e4, 1e5), d in
-``INFOFLOW_BENCH_GRID_D`` (default 1, 2, 10, 100, 784), dtype in
-``INFOFLOW_BENCH_GRID_DTYPES`` (default float32, float64); methods in
-``INFOFLOW_BENCH_GRID_METHODS`` (default all of :data:`METHODS`); ``config.py`` reads
-and documents every variable.  Data as in the
-headline suite: uniform in ``[-1, 1]^d``, beta = 0.1 sqrt(d).  The float64 cell of
-each (n, d) holds exactly the float32 values, so both dtypes solve the same
-problem and share one float64 reference.
+Cells: m = n in ``INFOFLOW_BENCH_GRID_N`` (by default 1e3, 1e4, 2e4, 1e5), d in
+``INFOFLOW_BENCH_GRID_D`` (1, 2, 10, 100, 784), dtype in ``INFOFLOW_BENCH_GRID_DTYPES``
+(float32, float64); methods in ``INFOFLOW_BENCH_GRID_METHODS`` (all of
+:data:`METHODS`).  ``config.py`` reads and documents every ``INFOFLOW_BENCH_*``
+variable.  Data as in the headline suite: uniform in ``[-1, 1]^d``, beta =
+0.1 sqrt(d).  The float64 cell of each (n, d) holds exactly the float32 values, so
+both dtypes solve the same problem and share one float64 reference.
 
 Time budget (``budget.py`` has the rule in full).  infoflow always runs on the
 full problem.  A peer whose estimated full time (from a short pilot on the first
-queries) is at most ``INFOFLOW_BENCH_GRID_FULL_S`` (default 10 s) is timed in
-full; one above ``INFOFLOW_BENCH_GRID_SKIP_S`` (default 60 s) is skipped and
+queries) is at most ``INFOFLOW_BENCH_GRID_FULL_S`` (10 s) is timed in full; one
+above ``INFOFLOW_BENCH_GRID_SKIP_S`` (60 s) is skipped and
 recorded in the JSON as "skipped (est. N s)"; in between it is timed once on
 the first k queries (about ``FULL_S`` of work) and scaled to m, and the cell is
 marked as scaled.  With the defaults the grid is estimated (extrapolated from
@@ -29,12 +28,11 @@ d and dtype, cached on disk afterwards) and float64 references.  At n = 1e5 the
 budget skips nearly every peer (their estimates are minutes to hours); set
 ``INFOFLOW_BENCH_GRID_SKIP_S=600`` to time those on subsets too (~+7 min).
 
-Correctness, in every benchmark: ``INFOFLOW_BENCH_GRID_CHECK`` (default 100)
-random query rows are compared with the tests' float64 reference
-(``tests/reference.py``: direct differences, SciPy logsumexp), error measured as
-``|got - ref| / max(1, |ref|)``.  A subset run is checked by an extra, untimed call
-on exactly those rows.  Tolerances per method are in :func:`tolerance`, with the
-measurements behind them.
+Correctness, in every benchmark: ``INFOFLOW_BENCH_GRID_CHECK`` (100) random query
+rows are compared with the tests' float64 reference (``tests/reference.py``: direct
+differences, SciPy logsumexp), error measured as ``|got - ref| / max(1, |ref|)``.  A
+subset run is checked by an extra, untimed call on exactly those rows.  Tolerances
+per method are in :func:`tolerance`, with the measurements behind them.
 """
 
 from __future__ import annotations
