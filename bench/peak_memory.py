@@ -15,8 +15,9 @@ import ctypes
 import json
 import time
 
-import infoflow
 import numpy as np
+
+import infoflow
 
 
 def _status_mb(field: str) -> float:

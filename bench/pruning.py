@@ -72,8 +72,9 @@ def _flow(model, x, y, repeats, prune, seed=0):
 
 def run(cfg, log=print):
     """Time everything; returns the content of ``pruning.json``."""
-    import infoflow
     from trained_szt import BETA, layer_samples, trained_szt
+
+    import infoflow
 
     model, x, y = trained_szt(cfg["epochs"])
     flows = []

@@ -44,11 +44,12 @@ from importlib.util import find_spec
 
 import budget
 import config
-import infoflow
 import numpy as np
 import peers
 import pytest
 from reference import lse_reference, relative_errors
+
+import infoflow
 
 pytestmark = pytest.mark.grid
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from importlib.util import find_spec
 
-import infoflow
 import peers
 import pytest
 from config import SIZE, SKLEARN_QUERIES
 from conftest import check_agreement, describe
+
+import infoflow
 
 # scikit-learn's KDE with atol = rtol = 0 is a single-threaded tree walk that can
 # prune almost nothing: ~110 s per 20000 x 20000 call at d=100 on a 2-core AVX-512

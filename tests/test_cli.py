@@ -7,8 +7,9 @@ import sys
 
 import numpy as np
 import pytest
-from infoflow import cli
 from reference import kt_bounds_reference
+
+from infoflow import cli
 
 
 def run_cli(*args):

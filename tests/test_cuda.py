@@ -3,10 +3,11 @@ Skipped, with the reason, where there is no GPU."""
 
 import math
 
-import infoflow
 import numpy as np
 import pytest
 from reference import DTYPE_TOL, log_density_reference, lse_reference, relative_error
+
+import infoflow
 
 torch = pytest.importorskip("torch")
 pytestmark = [

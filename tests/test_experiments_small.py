@@ -9,13 +9,14 @@ import csv
 import json
 import math
 
-import infoflow
 import numpy as np
 import pytest
+from reference import entropy_quadrature_1d
+
+import infoflow
 from infoflow.experiments import EXPERIMENTS
 from infoflow.experiments import convergence as cv
 from infoflow.experiments import single_neuron as sn
-from reference import entropy_quadrature_1d
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -8,11 +8,12 @@ and the float32 accuracy contract must hold at beta = 1e-3 with the screen force
 
 import math
 
-import infoflow
 import numpy as np
 import pytest
-from infoflow import _core
 from reference import DTYPE_TOL, lse_reference, relative_error
+
+import infoflow
+from infoflow import _core
 
 
 def _kernel(q, c, beta, screen, near_center=None):

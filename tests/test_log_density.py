@@ -3,11 +3,12 @@ x layout x SIMD kernel, plus the float32 accuracy contract at small beta."""
 
 import math
 
-import infoflow
 import numpy as np
 import pytest
 from conftest import needs_memory
 from reference import DTYPE_TOL, log_density_reference, lse_reference, relative_error
+
+import infoflow
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -11,11 +11,12 @@ pruned path and skipped work where it can.
 
 import math
 
-import infoflow
 import numpy as np
 import pytest
-from infoflow import _core
 from reference import DTYPE_TOL, ROUNDING_TOL, lse_reference, relative_error, weighted_lse_reference
+
+import infoflow
+from infoflow import _core
 
 
 def _kernel(q, c, beta, prune, weights=None, screen="auto", num_threads=0):

@@ -9,10 +9,11 @@ import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import infoflow
 import numpy as np
 import pytest
 from reference import DTYPE_TOL, lse_reference, relative_error
+
+import infoflow
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

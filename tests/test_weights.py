@@ -8,7 +8,6 @@ weight = an absent centre, scaling the weights), and for the input checks.
 
 import math
 
-import infoflow
 import numpy as np
 import pytest
 from reference import (
@@ -22,6 +21,8 @@ from reference import (
     weighted_log_density_reference,
     weighted_lse_reference,
 )
+
+import infoflow
 
 
 def _weights(rng, shape, dtype, zeros=True):
