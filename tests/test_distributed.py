@@ -38,17 +38,23 @@ WHOLE = QUERY_CHUNK_ELEMENTS
 TINY = dict(epochs=2, n_points=2, repeats=2, max_centers=1000, mc_samples=2)
 
 
-@pytest.fixture(scope="module")
-def client():
+def _local_client(n_workers, threads_per_worker):
+    """Yields a client of a LocalCluster of worker processes; closes both after."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Dask's start-up notices are not under test
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+                               dashboard_address=":0")
         dask_client = Client(cluster)
     try:
         yield dask_client
     finally:
         dask_client.close()
         cluster.close()
+
+
+@pytest.fixture(scope="module")
+def client():
+    yield from _local_client(2, 1)
 
 
 @pytest.fixture(scope="module")
@@ -61,15 +67,7 @@ def local_two_seeds(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_thread_worker():
     """A client of a LocalCluster of 1 worker process with 2 threads."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0")
-        dask_client = Client(cluster)
-    try:
-        yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
+    yield from _local_client(1, 2)
 
 
 def read_csv(path):
