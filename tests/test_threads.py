@@ -290,13 +290,13 @@ def test_ctrl_c_stops_a_loop_of_calls_on_millions_of_centers_promptly():
         import signal, sys, time
         import numpy as np, infoflow
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        centres = np.full((4_000_000, 50), 0.5, dtype=np.float32)
+        centers = np.full((4_000_000, 50), 0.5, dtype=np.float32)
         query = np.zeros((1, 50), dtype=np.float32)
         for _ in range(5):
             print("ready", flush=True)
             try:
                 while True:
-                    infoflow.log_density(query, centres, 1.0)
+                    infoflow.log_density(query, centers, 1.0)
             except KeyboardInterrupt:
                 print("stopped", flush=True)
     """)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
