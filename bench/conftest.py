@@ -19,21 +19,29 @@ own JSON file (``--benchmark-json`` does not create directories, hence the mkdir
 
 The grid and end-to-end suites are long, so they are deselected unless their
 marker or name appears in ``-m`` or ``-k``; a plain run is the headline suite
-alone, as before.  ``INFOFLOW_BENCH_SIZE`` (default 20000) sets the headline's
-m = n, for a quick smoke run; the other suites have their own variables.
+alone, as before.  ``INFOFLOW_BENCH_SIZE`` sets the headline's m = n, for a quick
+smoke run; ``config.py`` lists every variable of the suites, with its default.
+
+The float64 reference and the error measure are the tests' own (``tests/reference.py``,
+put on ``sys.path`` here).
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-import budget
-import peers
+sys.path.append(str(Path(__file__).resolve().parent.parent / "tests"))  # for `reference`
+
+import budget  # noqa: E402
+import config  # noqa: E402
+from reference import lse_reference, relative_errors  # noqa: E402
 
 #: Long suites, selected only on request: marker name -> description.
 OPT_IN_SUITES = {
@@ -66,11 +74,10 @@ def pytest_collection_modifyitems(config, items):
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
 
-SIZE = int(os.environ.get("INFOFLOW_BENCH_SIZE", "20000"))
 DIMS = (2, 10, 100)
 DTYPE = np.float32
 N_CHECK = 200  # query rows checked against the float64 reference
-RTOL = 1e-4  # on the LSE value, relative to max(1, |ref|)
+RTOL = config.EXACT_TOL[np.dtype(DTYPE).name]  # on the LSE value, relative to max(1, |ref|)
 SEED = 20190609
 
 
@@ -119,11 +126,12 @@ def problem(request):
     """
     d = request.param
     rng = np.random.default_rng([SEED, d])
-    q = rng.uniform(-1.0, 1.0, size=(SIZE, d)).astype(DTYPE)
-    c = rng.uniform(-1.0, 1.0, size=(SIZE, d)).astype(DTYPE)
+    size = config.SIZE
+    q = rng.uniform(-1.0, 1.0, size=(size, d)).astype(DTYPE)
+    c = rng.uniform(-1.0, 1.0, size=(size, d)).astype(DTYPE)
     beta = 0.1 * float(np.sqrt(d))
-    rows = np.sort(rng.choice(SIZE, size=min(N_CHECK, SIZE), replace=False))
-    ref = peers.reference_lse(q[rows], c, beta)
+    rows = np.sort(rng.choice(size, size=min(N_CHECK, size), replace=False))
+    ref = lse_reference(q[rows], c, beta)
     return Problem(d=d, q=q, c=c, beta=beta, rows=rows, ref=ref)
 
 
@@ -156,7 +164,7 @@ def check_agreement(benchmark, out, problem, rtol=RTOL, rows=None):
     assert keep.any(), "no reference rows inside the timed subset"
     ref = problem.ref[keep]
     got = out[problem.rows[keep]]
-    err = peers.relative_errors(got, ref)
+    err = relative_errors(got, ref)
     worst = int(np.argmax(err))
     benchmark.extra_info["max_rel_err"] = float(err[worst])
     assert err[worst] <= rtol, (

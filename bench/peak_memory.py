@@ -56,19 +56,19 @@ def measure(m, n, d, dtype="float32", threads=None):
     """
     rng = np.random.default_rng(0)
     queries = rng.uniform(-1, 1, (m, d)).astype(dtype)
-    centres = rng.uniform(-1, 1, (n, d)).astype(dtype)
+    centers = rng.uniform(-1, 1, (n, d)).astype(dtype)
     # Load the extension and start OpenMP's threads first: their stacks are not the call's.
-    infoflow.log_density(queries[:10], centres[:10], 0.5, num_threads=threads)
+    infoflow.log_density(queries[:10], centers[:10], 0.5, num_threads=threads)
     reset_peak()
     before = _status_mb("VmRSS")
     start = time.perf_counter()
-    infoflow.log_density(queries, centres, 0.5, num_threads=threads)
+    infoflow.log_density(queries, centers, 0.5, num_threads=threads)
     seconds = time.perf_counter() - start
     after = _status_mb("VmHWM")
     return {
         "m": m, "n": n, "d": d, "dtype": dtype, "threads": threads,
-        "inputs_mb": (queries.nbytes + centres.nbytes) / 2**20,
-        "packed_centres_mb": centres.nbytes / 2**20,
+        "inputs_mb": (queries.nbytes + centers.nbytes) / 2**20,
+        "packed_centres_mb": centers.nbytes / 2**20,
         "peak_beyond_inputs_mb": after - before,
         "seconds": seconds,
     }

@@ -6,8 +6,9 @@ for a single mixture,
     out[i] = log sum_j exp(-||q_i - c_j||^2 / (2 beta^2)),
 
 the way a user of that library would write it.  None of them imports infoflow:
-they are the peers it is measured against, and ``reference_lse`` is the float64
-ground truth the benchmarks check every result against.
+they are the peers it is measured against.  The float64 ground truth the benchmarks
+check every result against is the tests' ``reference.lse_reference``
+(``tests/reference.py``).
 """
 
 from __future__ import annotations
@@ -194,47 +195,3 @@ def keops_lse(q, c, beta):
     y_j = LazyTensor(np.ascontiguousarray(c)[None, :, :])
     d2 = ((x_i - y_j) ** 2).sum(-1)
     return (-d2 * (1.0 / (2.0 * beta * beta))).logsumexp(dim=1)[:, 0]
-
-
-def relative_errors(got, ref):
-    """|got - ref| / max(1, |ref|) per row: the error in the exponent scale (as the tests)."""
-    got = np.asarray(got, dtype=np.float64)
-    ref = np.asarray(ref, dtype=np.float64)
-    return np.abs(got - ref) / np.maximum(1.0, np.abs(ref))
-
-
-def reference_lse(q, c, beta):
-    """Float64 ground truth: direct differences, chunked, SciPy ``logsumexp``.
-
-    Parameters
-    ----------
-    q : numpy.ndarray, shape (m, d)
-        Queries (a small subset: this is slow on purpose, it is the oracle).
-    c : numpy.ndarray, shape (n, d)
-        Centres.
-    beta : float
-        Kernel bandwidth, > 0.
-
-    Returns
-    -------
-    numpy.ndarray, shape (m,)
-        Raw log-sum-exp in float64.
-    """
-    q = np.asarray(q, dtype=np.float64)
-    c = np.asarray(c, dtype=np.float64)
-    n, d = c.shape
-    out = np.empty(q.shape[0])
-    # The direct difference makes a rows x cols x d float64 tensor: budget for it.
-    # Past n*d ~ 1e7 (n = 1e5, d = 100 or 784) even one query row against all
-    # centres would blow the budget, so the centres are blocked too and the
-    # (rows, n) squared distances are assembled before one logsumexp per row.
-    step = chunk_rows(n * d, itemsize=8, temporaries=2)
-    cols = n if step > 1 else chunk_rows(d, itemsize=8, temporaries=2)
-    for start in range(0, q.shape[0], step):
-        rows = q[start : start + step]
-        d2 = np.empty((rows.shape[0], n))
-        for c0 in range(0, n, cols):
-            diff = rows[:, None, :] - c[None, c0 : c0 + cols, :]
-            d2[:, c0 : c0 + cols] = np.einsum("ijk,ijk->ij", diff, diff)
-        out[start : start + step] = logsumexp(-d2 / (2.0 * beta * beta), axis=1)
-    return out

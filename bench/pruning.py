@@ -72,8 +72,9 @@ def _flow(model, x, y, repeats, prune, seed=0):
 
 def run(cfg, log=print):
     """Time everything; returns the content of ``pruning.json``."""
-    import infoflow
     from trained_szt import BETA, layer_samples, trained_szt
+
+    import infoflow
 
     model, x, y = trained_szt(cfg["epochs"])
     flows = []
@@ -104,9 +105,9 @@ def run(cfg, log=print):
             continue  # a deterministic layer: its R samples are copies (information_flow keeps one)
         points = []
         for r in cfg["n_repeats"]:
-            centres = np.ascontiguousarray(s[:, :r].reshape(-1, s.shape[2]))
-            seconds, est = _best(lambda c=centres: infoflow.mixture_entropy(c, BETA, rng=2), cfg["entropy_repeats"])
-            points.append({"n": len(centres), "seconds": seconds, "value": est.value, "stderr": est.stderr})
+            centers = np.ascontiguousarray(s[:, :r].reshape(-1, s.shape[2]))
+            seconds, est = _best(lambda c=centers: infoflow.mixture_entropy(c, BETA, rng=2), cfg["entropy_repeats"])
+            points.append({"n": len(centers), "seconds": seconds, "value": est.value, "stderr": est.stderr})
         slope, _ = fit_slope([p["n"] for p in points], [p["seconds"] for p in points])
         entropy.append({"layer": name, "width": int(s.shape[2]), "points": points, "slope": slope})
         log(f"{name} (d={s.shape[2]}): h(T) " + ", ".join(f"n={p['n']} {p['seconds']:.2f} s" for p in points)
@@ -153,7 +154,8 @@ def plot(res, path):
     ns = [p["n"] for p in res["entropy_vs_n"][0]["points"]]
     first = min(p["seconds"] for e in res["entropy_vs_n"] for p in e["points"][:1])
     ax.loglog(ns, [first * n / ns[0] for n in ns], "k:", label="slope 1")
-    ax.loglog(ns, [first * (n / ns[0]) ** 2 for n in ns], "k--", alpha=0.4, label="slope 2 (K draws per centre: all pairs)")
+    ax.loglog(ns, [first * (n / ns[0]) ** 2 for n in ns], "k--", alpha=0.4,
+              label="slope 2 (K draws per centre: all pairs)")
     ax.set_xlabel("centres n = 4096 R")
     ax.set_ylabel("seconds for h(T), 65536 queries")
     ax.set_title(f"h(T) of trained SZT layers, beta = {res['beta']:g}, {res['max_threads']} threads")

@@ -32,8 +32,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.append(os.path.join(os.path.dirname(HERE), "tests"))  # for `reference`, the tests' float64 oracle
 
 import peers  # noqa: E402
+from reference import lse_reference, relative_errors  # noqa: E402
 from scaling import best_time, script_main  # noqa: E402
 
 FULL = dict(cases=[(10, 20000), (100, 20000), (784, 5000)], betas=[1e-3, 1e-2, 0.1, 1.0], check_rows=200)
@@ -58,21 +60,21 @@ def run(cfg, log=print):
         for beta in cfg["betas"]:
             q, c = monte_carlo_problem(n, d, beta)
             check = slice(0, cfg["check_rows"])
-            reference = peers.reference_lse(q[check], c, beta)
+            reference = lse_reference(q[check], c, beta)
             row = {"d": d, "n": n, "beta": beta}
             for screen in ("off", "auto"):
-                def call(screen=screen):
+                def call(screen=screen, q=q, c=c, beta=beta):
                     return _core.log_density(q[None], c[None], beta, 0, _backend.simd_level(), screen, None, True,
                                              "off")  # the screen belongs to the brute path
 
                 out, stats = call()
                 row[f"infoflow_{screen}_s"] = best_time(call)
-                row[f"infoflow_{screen}_error"] = float(peers.relative_errors(out[0, check], reference).max())
+                row[f"infoflow_{screen}_error"] = float(relative_errors(out[0, check], reference).max())
                 if screen == "auto":
                     row["skipped_fraction"] = stats["skipped"] / max(1, stats["tile_blocks"])
             peers.torch_lse(q[:8], c[:8], beta)  # torch's first call sets up its thread pool: not timed
             row["torch_s"] = best_time(peers.torch_lse, q, c, beta, max_repeats=3)
-            row["torch_error"] = float(peers.relative_errors(peers.torch_lse(q[check], c, beta), reference).max())
+            row["torch_error"] = float(relative_errors(peers.torch_lse(q[check], c, beta), reference).max())
             row["screen_speedup"] = row["infoflow_off_s"] / row["infoflow_auto_s"]
             log(f"d={d} n={n} beta={beta:g}: off {row['infoflow_off_s']:.4f} s, auto {row['infoflow_auto_s']:.4f} s "
                 f"({row['screen_speedup']:.2f}x, {row['skipped_fraction']:.0%} skipped), "

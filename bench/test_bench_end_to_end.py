@@ -28,7 +28,7 @@ shared and timed on its own.  Timed against each other:
   which is the cost the paper paid.
 
 If the KDE conditional loop is estimated (from a pilot on the first inputs) to push
-the KDE side past ``INFOFLOW_BENCH_E2E_BUDGET_S`` (default 300 s), only an evenly
+the KDE side past ``INFOFLOW_BENCH_E2E_BUDGET_S`` (300 s), only an evenly
 spaced fraction of the inputs is run, the loop's time is divided by that fraction,
 and the spread of h(T | X = x_i) over the inputs is added to the estimate's
 standard error; ``extra_info["cond_fraction"]`` records it.  On a 2-core machine
@@ -39,18 +39,18 @@ The two MI estimates must agree per layer within ``4 sqrt(se_a^2 + se_b^2) +
 the KDE's approximation, which moves each log g by at most ln(1/(1 - rtol)) ~ 1e-3
 nats, so h(T) and the mean conditional entropy by as much, in either direction.
 
-Environment (for smoke runs): ``INFOFLOW_BENCH_E2E_INPUTS`` (default 4096; the
-first k inputs), ``INFOFLOW_BENCH_E2E_REPEATS`` (R, default 8),
-``INFOFLOW_BENCH_E2E_BUDGET_S``.
+Environment, for smoke runs: ``INFOFLOW_BENCH_E2E_INPUTS`` (the first k inputs),
+``INFOFLOW_BENCH_E2E_REPEATS`` (R), ``INFOFLOW_BENCH_E2E_BUDGET_S``; ``config.py``
+reads them and gives their defaults.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 
+import config
 import numpy as np
 import pytest
 
@@ -64,9 +64,7 @@ pytestmark = pytest.mark.end_to_end
 
 WIDTHS = [12, 10, 7, 5, 4, 3, 2]
 BETA = 0.005
-INPUTS = int(os.environ.get("INFOFLOW_BENCH_E2E_INPUTS", "4096"))
-REPEATS = int(os.environ.get("INFOFLOW_BENCH_E2E_REPEATS", "8"))
-BUDGET_S = float(os.environ.get("INFOFLOW_BENCH_E2E_BUDGET_S", "300"))
+INPUTS, REPEATS, BUDGET_S = config.E2E_INPUTS, config.E2E_REPEATS, config.E2E_BUDGET_S
 KDE_RTOL = 1e-3
 PILOT_INPUTS = 64  # inputs in the pilot of the KDE conditional loop, per layer
 SEED = 2019

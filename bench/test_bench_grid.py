@@ -6,18 +6,18 @@ Selected only on request (``conftest.py`` deselects it otherwise)::
     python -m pytest bench/ --benchmark-only -m grid --benchmark-json=bench/results/grid.json
     python bench/render.py --grid bench/results/grid.json
 
-Cells: m = n in ``INFOFLOW_BENCH_GRID_N`` (default 1e3, 1e4, 2e4, 1e5), d in
-``INFOFLOW_BENCH_GRID_D`` (default 1, 2, 10, 100, 784), dtype in
-``INFOFLOW_BENCH_GRID_DTYPES`` (default float32, float64); methods in
-``INFOFLOW_BENCH_GRID_METHODS`` (default all of :data:`METHODS`).  Data as in the
-headline suite: uniform in ``[-1, 1]^d``, beta = 0.1 sqrt(d).  The float64 cell of
-each (n, d) holds exactly the float32 values, so both dtypes solve the same
-problem and share one float64 reference.
+Cells: m = n in ``INFOFLOW_BENCH_GRID_N`` (by default 1e3, 1e4, 2e4, 1e5), d in
+``INFOFLOW_BENCH_GRID_D`` (1, 2, 10, 100, 784), dtype in ``INFOFLOW_BENCH_GRID_DTYPES``
+(float32, float64); methods in ``INFOFLOW_BENCH_GRID_METHODS`` (all of
+:data:`METHODS`).  ``config.py`` reads and documents every ``INFOFLOW_BENCH_*``
+variable.  Data as in the headline suite: uniform in ``[-1, 1]^d``, beta =
+0.1 sqrt(d).  The float64 cell of each (n, d) holds exactly the float32 values, so
+both dtypes solve the same problem and share one float64 reference.
 
 Time budget (``budget.py`` has the rule in full).  infoflow always runs on the
 full problem.  A peer whose estimated full time (from a short pilot on the first
-queries) is at most ``INFOFLOW_BENCH_GRID_FULL_S`` (default 10 s) is timed in
-full; one above ``INFOFLOW_BENCH_GRID_SKIP_S`` (default 60 s) is skipped and
+queries) is at most ``INFOFLOW_BENCH_GRID_FULL_S`` (10 s) is timed in full; one
+above ``INFOFLOW_BENCH_GRID_SKIP_S`` (60 s) is skipped and
 recorded in the JSON as "skipped (est. N s)"; in between it is timed once on
 the first k queries (about ``FULL_S`` of work) and scaled to m, and the cell is
 marked as scaled.  With the defaults the grid is estimated (extrapolated from
@@ -28,48 +28,34 @@ d and dtype, cached on disk afterwards) and float64 references.  At n = 1e5 the
 budget skips nearly every peer (their estimates are minutes to hours); set
 ``INFOFLOW_BENCH_GRID_SKIP_S=600`` to time those on subsets too (~+7 min).
 
-Correctness, in every benchmark: ``INFOFLOW_BENCH_GRID_CHECK`` (default 100)
-random query rows are compared with a float64 reference (direct differences,
-SciPy logsumexp), error measured as ``|got - ref| / max(1, |ref|)``.  A subset
-run is checked by an extra, untimed call on exactly those rows.  Tolerances per
-method are in :func:`tolerance`, with the measurements behind them.
+Correctness, in every benchmark: ``INFOFLOW_BENCH_GRID_CHECK`` (100) random query
+rows are compared with the tests' float64 reference (``tests/reference.py``: direct
+differences, SciPy logsumexp), error measured as ``|got - ref| / max(1, |ref|)``.  A
+subset run is checked by an extra, untimed call on exactly those rows.  Tolerances
+per method are in :func:`tolerance`, with the measurements behind them.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from functools import partial
 from importlib.util import find_spec
 
-import numpy as np
-import pytest
-
 import budget
-import infoflow
+import config
+import numpy as np
 import peers
+import pytest
+from reference import lse_reference, relative_errors
+
+import infoflow
 
 pytestmark = pytest.mark.grid
 
 
-def _env_list(name, default, convert):
-    raw = os.environ.get(name)
-    values = default if not raw else [convert(v) for v in raw.split(",") if v.strip()]
-    return tuple(values)
-
-
-def _int(text):
-    """Accept ``1e5`` as well as ``100000``."""
-    return int(float(text))
-
-
-GRID_N = _env_list("INFOFLOW_BENCH_GRID_N", [1000, 10000, 20000, 100000], _int)
-GRID_D = _env_list("INFOFLOW_BENCH_GRID_D", [1, 2, 10, 100, 784], _int)
-GRID_DTYPES = _env_list("INFOFLOW_BENCH_GRID_DTYPES", ["float32", "float64"], str.strip)
-FULL_S = float(os.environ.get("INFOFLOW_BENCH_GRID_FULL_S", "10"))
-SKIP_S = float(os.environ.get("INFOFLOW_BENCH_GRID_SKIP_S", "60"))
-N_CHECK = int(os.environ.get("INFOFLOW_BENCH_GRID_CHECK", "100"))
+GRID_N, GRID_D, GRID_DTYPES = config.GRID_N, config.GRID_D, config.GRID_DTYPES
+FULL_S, SKIP_S, N_CHECK = config.GRID_FULL_S, config.GRID_SKIP_S, config.GRID_CHECK
 SEED = 20190610
 
 
@@ -98,17 +84,15 @@ METHODS = {
     "sklearn_rtol1e-3": Method(partial(peers.sklearn_lse, rtol=1e-3), "sklearn"),
     "pykeops": Method(peers.keops_lse, "pykeops"),
 }
-GRID_METHODS = _env_list("INFOFLOW_BENCH_GRID_METHODS", list(METHODS), str.strip)
+GRID_METHODS = tuple(METHODS) if config.GRID_METHODS is None else config.GRID_METHODS
 
 
 def tolerance(method, dtype, d):
     """Largest accepted ``|got - ref| / max(1, |ref|)`` for a method, dtype and d.
 
-    * Exact methods (infoflow, NumPy, torch, KeOps): 1e-4 in float32 (rounding of
-      the squared distances, float32 sums over up to 1e5 terms; measured <= 5e-6),
-      1e-9 in float64 (measured ~1e-15; the margin covers the expanded form
-      ``|q|^2 + |c|^2 - 2 q.c`` used by NumPy and torch, which at beta = 0.1 sqrt(d)
-      loses only a few digits).
+    * Exact methods (infoflow, NumPy, torch, KeOps): ``config.EXACT_TOL``, 1e-4 in
+      float32 and 1e-9 in float64 (the measurements behind them are there; at
+      beta = 0.1 sqrt(d) the expanded form of NumPy and torch loses only a few digits).
     * scikit-learn computes in float64 whatever the input dtype, and its tree walk
       with atol = rtol = 0 is *not* exact in high dimension: it still prunes nodes
       whose bounds it judges tight (log-space bookkeeping), and the error grows with
@@ -139,8 +123,8 @@ def tolerance(method, dtype, d):
             return 2e-1
         if d > 10:
             return 5e-2
-        return 2e-3 if "rtol" in method else 1e-4
-    return 1e-4 if dtype == "float32" else 1e-9
+        return 2e-3 if "rtol" in method else config.EXACT_TOL["float32"]
+    return config.EXACT_TOL[dtype]
 
 
 @dataclass
@@ -192,7 +176,7 @@ def grid_problem(request):
     c = rng.uniform(-1.0, 1.0, size=(n, d)).astype(np.float32)
     beta = 0.1 * math.sqrt(d)
     rows = np.sort(rng.choice(n, size=min(N_CHECK, n), replace=False))
-    ref = peers.reference_lse(q[rows], c, beta)  # float64 of the float32 values
+    ref = lse_reference(q[rows], c, beta)  # float64 of the float32 values
     return GridProblem(n=n, d=d, beta=beta, rows=rows, ref=ref, _arrays={"float32": (q, c)})
 
 
@@ -204,7 +188,7 @@ def _record_skip(cell, reason, **extra):
 def _check(benchmark, got, problem, tol, label):
     """Store the worst error in ``extra_info``, then assert it is within ``tol``."""
     got = np.asarray(got, dtype=np.float64)
-    err = peers.relative_errors(got, problem.ref)
+    err = relative_errors(got, problem.ref)
     worst = int(np.argmax(err))
     benchmark.extra_info["max_rel_err"] = float(err[worst])
     assert err[worst] <= tol, (

@@ -6,22 +6,21 @@ against a float64 reference, so a fast wrong answer fails instead of winning.
 
 from __future__ import annotations
 
-import os
 from importlib.util import find_spec
 
+import peers
 import pytest
+from config import SIZE, SKLEARN_QUERIES
+from conftest import check_agreement, describe
 
 import infoflow
-import peers
-from conftest import SIZE, check_agreement, describe
 
 # scikit-learn's KDE with atol = rtol = 0 is a single-threaded tree walk that can
 # prune almost nothing: ~110 s per 20000 x 20000 call at d=100 on a 2-core AVX-512
 # machine, so the full problem is timed once.  Where one call would take many
-# minutes, set INFOFLOW_BENCH_SKLEARN_QUERIES=2000: only the first 2000 queries are
-# timed, and the benchmark's name and extra_info["time_scale"] say by how much
-# report.py scales the time (queries are independent, so the cost is linear in m).
-SKLEARN_QUERIES = int(os.environ.get("INFOFLOW_BENCH_SKLEARN_QUERIES", "0")) or None
+# minutes, set INFOFLOW_BENCH_SKLEARN_QUERIES=2000 (config.py): only the first 2000
+# queries are timed, and the benchmark's name and extra_info["time_scale"] say by how
+# much report.py scales the time (queries are independent, so the cost is linear in m).
 
 # scikit-learn's tree KDE with atol = rtol = 0 is *not* exact in high dimension:
 # its log-space bookkeeping of node bounds drops or approximates contributions.

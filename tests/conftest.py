@@ -1,3 +1,5 @@
+import argparse
+import inspect
 import os
 import sys
 
@@ -52,11 +54,43 @@ def needs_memory(gib: float):
                                      "(runs in CI; set CI=true to run it anyway)")
 
 
-def relative_error(actual, expected):
-    """Error relative to the exponent scale: |a - e| / max(1, |e|)."""
-    actual = np.asarray(actual, dtype=np.float64)
-    expected = np.asarray(expected, dtype=np.float64)
-    return np.max(np.abs(actual - expected) / np.maximum(1.0, np.abs(expected)))
+@pytest.fixture
+def interrupt_at_call(monkeypatch):
+    """``interrupt_at_call(owner, name, n)`` patches ``owner.name`` so that its n-th call
+    raises KeyboardInterrupt (a Ctrl-C in mid-run); the other calls run the original."""
+
+    def patch(owner, name, n):
+        original = getattr(owner, name)
+        calls = []
+
+        def interrupting(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, interrupting)
+
+    return patch
+
+
+@pytest.fixture
+def options_match_run():
+    """``options_match_run(add_arguments, run)`` asserts that every option ``add_arguments``
+    puts on a parser lands on a keyword of ``run`` with run's default (a tuple default as
+    the list argparse gives), and returns the parser."""
+
+    def check(add_arguments, run):
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        parameters = inspect.signature(run).parameters
+        for dest, default in vars(parser.parse_args([])).items():
+            assert dest in parameters, dest
+            expected = parameters[dest].default
+            assert default == (list(expected) if isinstance(expected, tuple) else expected), dest
+        return parser
+
+    return check
 
 
 @pytest.fixture(scope="session")

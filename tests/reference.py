@@ -1,7 +1,10 @@
 """Slow, independent float64 references the compiled kernels are tested against.
 
-Nothing here shares code with the package: distances are formed by broadcasting in
-float64 and the log-sum-exp is scipy's.
+The one oracle of the test suite and of the benchmarks (``bench/conftest.py`` puts this
+folder on ``sys.path``): the references, the error measure :func:`relative_error` and
+the tolerance tables of the float contract.  Nothing here shares code with the package,
+nor imports it: distances are formed by broadcasting in float64 and the log-sum-exp is
+scipy's.
 """
 
 from __future__ import annotations
@@ -11,6 +14,30 @@ import math
 import numpy as np
 from scipy import integrate
 from scipy.special import logsumexp
+
+#: The float contract (README, Accuracy): the worst :func:`relative_error` of a kernel
+#: result against the float64 references here, per dtype of its inputs.
+DTYPE_TOL = {np.float32: 2e-5, np.float64: 1e-12}
+
+#: Two kernel results of the same math that differ only in their rounding (scaled or
+#: duplicated weights, pruned against brute, one mixture alone against its batch): the
+#: worst :func:`relative_error` between them, per dtype.
+ROUNDING_TOL = {np.float32: 1e-6, np.float64: 1e-13}
+
+#: float64 elements in one block of query-centre differences (~16 MB).
+BLOCK_ELEMENTS = 2_000_000
+
+
+def relative_errors(actual, expected):
+    """Error relative to the exponent scale, elementwise: |a - e| / max(1, |e|) in float64."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    return np.abs(actual - expected) / np.maximum(1.0, np.abs(expected))
+
+
+def relative_error(actual, expected):
+    """The worst of :func:`relative_errors`: max |a - e| / max(1, |e|)."""
+    return np.max(relative_errors(actual, expected))
 
 
 def lse_reference(queries, centers, beta):
@@ -61,12 +88,21 @@ def weighted_lse_reference(queries, centers, beta, weights):
     q3 = q.reshape(-1, *q.shape[-2:])
     c3 = c.reshape(-1, *c.shape[-2:])
     logw = _log_weights(weights, c.shape).reshape(c3.shape[:2])
+    n, d = c3.shape[1:]
     out = np.empty(q3.shape[:2])
-    rows = max(1, 2_000_000 // (c3.shape[1] * c3.shape[2]))  # keeps each block ~16 MB
+    # Each block of differences is rows x cols x d float64, at most BLOCK_ELEMENTS.  Past
+    # n d > BLOCK_ELEMENTS (n = 1e5, d = 784) even one query row against all centres would
+    # not fit, so the centres are blocked too, and a row's squared distances are
+    # assembled before its one logsumexp.
+    rows = max(1, BLOCK_ELEMENTS // (n * d))
+    cols = n if n * d <= BLOCK_ELEMENTS else max(1, BLOCK_ELEMENTS // d)
     for b in range(q3.shape[0]):
         for i0 in range(0, q3.shape[1], rows):
-            diff = q3[b, i0:i0 + rows, None, :] - c3[b, None, :, :]
-            sq = np.einsum("ijk,ijk->ij", diff, diff)
+            block = q3[b, i0:i0 + rows]
+            sq = np.empty((block.shape[0], n))
+            for j0 in range(0, n, cols):
+                diff = block[:, None, :] - c3[b, None, j0:j0 + cols, :]
+                sq[:, j0:j0 + cols] = np.einsum("ijk,ijk->ij", diff, diff)
             out[b, i0:i0 + rows] = logsumexp(-sq / (2.0 * beta * beta) + logw[b][None, :], axis=1)
     return out.reshape(*batch_shape, q3.shape[1])
 

@@ -72,8 +72,8 @@ def test_compact_and_wide_query_tiles(rng, dtype, threads):
     beta = 0.2
     runs = []
     for length in (2, 3, 5, 7, 4, 6, 9, 1, 8):
-        centre = rng.uniform(-3, 3, size=(1, 4))
-        runs.append(centre + 0.3 * beta * rng.normal(size=(length, 4)))  # compact
+        center = rng.uniform(-3, 3, size=(1, 4))
+        runs.append(center + 0.3 * beta * rng.normal(size=(length, 4)))  # compact
         runs.append(rng.uniform(-3, 3, size=(length, 4)))  # wide
     q64 = torch.from_numpy(np.concatenate(runs)).requires_grad_()
     near = q64.detach().numpy()[::2]

@@ -129,31 +129,27 @@ def test_reproduce_overwrite_replaces(tmp_path, capsys):
 # entropy: user errors are one line on stderr, exit code 2, no traceback
 # ---------------------------------------------------------------------------------------
 
+# The bad files that are text: file name -> (content, a fragment of the error).
+BAD_TEXT = {
+    "empty.csv": ("", "no samples"),
+    "header-only.csv": ("a,b,c\n", "no samples"),
+    "nan.csv": ("1,2\n3,nan\n", "nan.csv: sample 2 of 2 holds NaN"),
+    "text.npy": ("1,2\n3,4\n", "not a .npy file"),
+}
+
+
 def bad_file(tmp_path, kind):
     """A file of samples that a user could plausibly give by mistake, and a fragment of the error."""
-    if kind == "empty.csv":
-        path = tmp_path / kind
-        path.write_text("")
-        return path, "no samples"
-    if kind == "header-only.csv":
-        path = tmp_path / kind
-        path.write_text("a,b,c\n")
-        return path, "no samples"
+    path = tmp_path / kind
+    if kind in BAD_TEXT:
+        text, fragment = BAD_TEXT[kind]
+        path.write_text(text)
+        return path, fragment
     if kind == "truncated.npz":
         full = tmp_path / "full.npz"
         np.savez(full, x=np.zeros((100, 3)))
-        path = tmp_path / kind
         path.write_bytes(full.read_bytes()[:200])
         return path, "truncated.npz"
-    if kind == "nan.csv":
-        path = tmp_path / kind
-        path.write_text("1,2\n3,nan\n")
-        return path, "nan.csv: sample 2 of 2 holds NaN"
-    if kind == "text.npy":
-        path = tmp_path / kind
-        path.write_text("1,2\n3,4\n")
-        return path, "not a .npy file"
-    path = tmp_path / kind
     np.save(path, np.zeros((2, 3, 4)) if kind == "3d.npy" else np.array(1.5))
     return path, "shape"
 
@@ -251,7 +247,7 @@ def test_json_huge_beta_is_valid_json():
         assert data[key] is None or math.isfinite(data[key])
 
 
-def test_json_one_centre_one_draw_has_null_stderr(tmp_path):
+def test_json_one_center_one_draw_has_null_stderr(tmp_path):
     result = csv_result(tmp_path, "0.5,1\n", "--mc-samples", "1")  # the last --mc-samples counts
     assert result.returncode == 0, result.stderr
     data = strict_json(result.stdout)
@@ -286,20 +282,11 @@ def test_ceiling_label_names_the_base(base, label):
 # reproduce: an interrupted run exits 130
 # ---------------------------------------------------------------------------------------
 
-def test_interrupted_reproduce_writes_results_and_exits_130(tmp_path, monkeypatch, capsys):
+def test_interrupted_reproduce_writes_results_and_exits_130(tmp_path, interrupt_at_call, capsys):
     pytest.importorskip("matplotlib")
     from infoflow.experiments import convergence as cv
 
-    calls = []
-    original = cv._trial
-
-    def interrupt_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(cv, "_trial", interrupt_second)
+    interrupt_at_call(cv, "_trial", 2)
     code = cli.main(["reproduce", "convergence", "--out", str(tmp_path), *CONVERGENCE])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 130

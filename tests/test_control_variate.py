@@ -11,21 +11,16 @@ import math
 
 import numpy as np
 import pytest
-from reference import weighted_entropy_quadrature_1d, weighted_log_density_reference
+from reference import DTYPE_TOL, weighted_entropy_quadrature_1d, weighted_log_density_reference
 
 import infoflow
 from infoflow import control_variate, queries
 
-# The float contract of the kernel (as tests/test_weights.py): the value may differ from
-# the exact one by this much relative rounding (the kernel's, on top of the 8 ulps of the
-# value that the stderr allows for).
-ROUNDING = {np.float32: 2e-5, np.float64: 1e-12}
 
-
-def _replicates(centres_1d, weights, beta, rows, **kwargs):
+def _replicates(centers_1d, weights, beta, rows, **kwargs):
     """``rows`` independent estimates of one 1-D mixture, as one batched call."""
-    n = len(centres_1d)
-    c = np.ascontiguousarray(np.broadcast_to(np.reshape(centres_1d, (1, n, 1)), (rows, n, 1)))
+    n = len(centers_1d)
+    c = np.ascontiguousarray(np.broadcast_to(np.reshape(centers_1d, (1, n, 1)), (rows, n, 1)))
     w = None if weights is None else np.ascontiguousarray(np.broadcast_to(weights, (rows, n)))
     return infoflow.mixture_entropy(c, beta, weights=w, **kwargs)
 
@@ -50,22 +45,22 @@ CASES = {
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_mean_of_many_estimates_is_the_quadrature_value(name):
-    centres, weights = CASES[name]
+    centers, weights = CASES[name]
     beta, rows = 1.0, 400
-    exact = weighted_entropy_quadrature_1d(centres, np.ones(len(centres)) if weights is None else weights, beta)
-    est = _replicates(centres, weights, beta, rows, mc_samples=16, rng=1)
+    exact = weighted_entropy_quadrature_1d(centers, np.ones(len(centers)) if weights is None else weights, beta)
+    est = _replicates(centers, weights, beta, rows, mc_samples=16, rng=1)
     values = est.value
     # The spread of the replicates, not the reported stderr: this tests the value alone.
     assert abs(values.mean() - exact) <= 4 * values.std(ddof=1) / math.sqrt(rows)
 
 
-def _in_sample_estimates(centres, weights, beta, n_queries, rows, rng):
+def _in_sample_estimates(centers, weights, beta, n_queries, rows, rng):
     """The control variate with its coefficient fitted on the same queries (numpy, float64)."""
     p = weights / weights.sum()
-    owner = rng.choice(len(centres), size=(rows, n_queries), p=p)
+    owner = rng.choice(len(centers), size=(rows, n_queries), p=p)
     z = rng.standard_normal((rows, n_queries))
-    q = (centres[owner] + beta * z).reshape(-1, 1)
-    t = -weighted_log_density_reference(q, centres.reshape(-1, 1), beta, weights).reshape(rows, n_queries)
+    q = (centers[owner] + beta * z).reshape(-1, 1)
+    t = -weighted_log_density_reference(q, centers.reshape(-1, 1), beta, weights).reshape(rows, n_queries)
     c = 0.5 * z**2 - 0.5 - np.log(p[owner]) - _normalised_entropy(weights)
     dt, dc = t - t.mean(1, keepdims=True), c - c.mean(1, keepdims=True)
     b = (dt * dc).sum(1) / (dc * dc).sum(1)
@@ -76,12 +71,12 @@ def test_cross_fit_is_unbiased_with_16_queries_where_an_in_sample_fit_is_not(mon
     """N = 16 (8 per half, the fewest that use the control variate in d >= 4; forced in
     d = 1 here): the in-sample coefficient is biased, the cross-fitted one is not."""
     monkeypatch.setattr(control_variate, "_MIN_HALF_TIMES_D", 0)
-    centres, weights, beta, n_queries = np.array([0.0, 4.0]), np.array([1.0, 9.0]), 1.0, 16
-    exact = weighted_entropy_quadrature_1d(centres, weights, beta)
-    in_sample = _in_sample_estimates(centres, weights, beta, n_queries, 20_000, np.random.default_rng(0))
+    centers, weights, beta, n_queries = np.array([0.0, 4.0]), np.array([1.0, 9.0]), 1.0, 16
+    exact = weighted_entropy_quadrature_1d(centers, weights, beta)
+    in_sample = _in_sample_estimates(centers, weights, beta, n_queries, 20_000, np.random.default_rng(0))
     assert abs(in_sample.mean() - exact) > 8 * in_sample.std(ddof=1) / math.sqrt(in_sample.size)
     rows = 4000
-    values = _replicates(centres, weights, beta, rows, mc_queries=n_queries, rng=2).value
+    values = _replicates(centers, weights, beta, rows, mc_queries=n_queries, rng=2).value
     assert abs(values.mean() - exact) <= 4 * values.std(ddof=1) / math.sqrt(rows)
     # ... and the test can tell: the in-sample bias is many standard errors of this mean.
     assert abs(in_sample.mean() - exact) > 6 * values.std(ddof=1) / math.sqrt(rows)
@@ -136,34 +131,34 @@ RARE_EVENT_CASES.append(pytest.param(6.0 * np.arange(8.0), 2048, id="6 beta apar
                                      marks=pytest.mark.xfail(strict=True, reason="known under-coverage at 6 beta")))
 
 
-@pytest.mark.parametrize("centres, n_queries", RARE_EVENT_CASES)
-def test_stderr_covers_rare_events(centres, n_queries):
+@pytest.mark.parametrize("centers, n_queries", RARE_EVENT_CASES)
+def test_stderr_covers_rare_events(centers, n_queries):
     beta, rows = 1.0, 400
-    unit = np.ones(len(centres))
-    exact = weighted_entropy_quadrature_1d(centres, unit, beta)
-    est = _replicates(centres, unit, beta, rows, mc_queries=n_queries, rng=11)
+    unit = np.ones(len(centers))
+    exact = weighted_entropy_quadrature_1d(centers, unit, beta)
+    est = _replicates(centers, unit, beta, rows, mc_queries=n_queries, rng=11)
     covered = np.mean(np.abs(est.value - exact) <= 1.96 * est.stderr)
     assert covered >= 0.93, covered
     if n_queries >= 2048:
-        plain = _replicates(centres, unit, beta, rows, mc_queries=n_queries, rng=11, control_variate=False)
+        plain = _replicates(centers, unit, beta, rows, mc_queries=n_queries, rng=11, control_variate=False)
         assert np.median(est.stderr) < 0.1 * np.median(plain.stderr)
 
 
-@pytest.mark.parametrize("centres, weights", COVERAGE_CASES)
-def test_stderr_coverage(centres, weights):
+@pytest.mark.parametrize("centers, weights", COVERAGE_CASES)
+def test_stderr_coverage(centers, weights):
     """Two-sided for independent draws (weights, here all 1 when not given: the iid
     design); one-sided for the default stratified design, whose stderr overstates the
     error where the centres' mean terms differ (documented)."""
     beta, rows = 1.0, 400
-    unit = np.ones(len(centres))
-    exact = weighted_entropy_quadrature_1d(centres, unit if weights is None else weights, beta)
-    est = _replicates(centres, unit if weights is None else weights, beta, rows, mc_samples=256, rng=7)
+    unit = np.ones(len(centers))
+    exact = weighted_entropy_quadrature_1d(centers, unit if weights is None else weights, beta)
+    est = _replicates(centers, unit if weights is None else weights, beta, rows, mc_samples=256, rng=7)
     z = (est.value - exact) / est.stderr
     covered = np.mean(np.abs(z) <= 1.96)
     assert 0.91 <= covered <= 0.98, covered  # binomial(400, 0.95): 0.95 +- 0.011 sd
     assert 0.85 <= z.std(ddof=1) <= 1.15
     if weights is None:
-        stratified = _replicates(centres, None, beta, rows, mc_samples=256, rng=8)
+        stratified = _replicates(centers, None, beta, rows, mc_samples=256, rng=8)
         z = (stratified.value - exact) / stratified.stderr
         assert np.mean(np.abs(z) <= 1.96) >= 0.91
         assert 0.75 <= z.std(ddof=1) <= 1.15
@@ -175,28 +170,29 @@ def test_stderr_coverage(centres, weights):
 def _grid_10d(beta):
     """4096 centres on a 4^6 grid spaced 20 beta, in d = 10: overlaps of order exp(-50)."""
     grid = np.indices((4,) * 6).reshape(6, -1).T
-    centres = np.zeros((4096, 10))
-    centres[:, :6] = 20.0 * beta * grid
-    return centres
+    centers = np.zeros((4096, 10))
+    centers[:, :6] = 20.0 * beta * grid
+    return centers
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_separated_stderr_collapses_and_value_is_exact(dtype):
     beta = 0.05
-    centres = _grid_10d(beta).astype(dtype)
+    centers = _grid_10d(beta).astype(dtype)
     exact = math.log(4096) + infoflow.noise_entropy(10, beta)
-    with_cv = infoflow.mixture_entropy(centres, beta, rng=0)
-    plain = infoflow.mixture_entropy(centres, beta, rng=0, control_variate=False)
+    with_cv = infoflow.mixture_entropy(centers, beta, rng=0)
+    plain = infoflow.mixture_entropy(centers, beta, rng=0, control_variate=False)
     assert 0 < with_cv.stderr and 100 * with_cv.stderr <= plain.stderr
     assert abs(plain.value - exact) <= 4 * plain.stderr
-    assert abs(with_cv.value - exact) <= 4 * with_cv.stderr + ROUNDING[dtype] * abs(exact)
+    # The kernel's float contract on top of the 8 ulps of the value that the stderr allows for.
+    assert abs(with_cv.value - exact) <= 4 * with_cv.stderr + DTYPE_TOL[dtype] * abs(exact)
 
 
 def test_dense_stderr_is_no_worse():
     beta = 0.05
-    centres = np.random.default_rng(8).uniform(-0.05 * beta, 0.05 * beta, (4096, 10))  # all within 0.1 beta
-    with_cv = infoflow.mixture_entropy(centres, beta, rng=1)
-    plain = infoflow.mixture_entropy(centres, beta, rng=1, control_variate=False)
+    centers = np.random.default_rng(8).uniform(-0.05 * beta, 0.05 * beta, (4096, 10))  # all within 0.1 beta
+    with_cv = infoflow.mixture_entropy(centers, beta, rng=1)
+    plain = infoflow.mixture_entropy(centers, beta, rng=1, control_variate=False)
     assert with_cv.stderr <= 1.1 * plain.stderr
     assert abs(with_cv.value - plain.value) <= 4 * plain.stderr
 
@@ -210,33 +206,33 @@ def _grid_weights(seed):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_weighted_separated_value_is_noise_plus_weight_entropy(dtype):
     beta = 0.05
-    centres, w = _grid_10d(beta).astype(dtype), _grid_weights(9).astype(dtype)
+    centers, w = _grid_10d(beta).astype(dtype), _grid_weights(9).astype(dtype)
     exact = infoflow.noise_entropy(10, beta) + _normalised_entropy(w)
     assert exact < math.log(4096) + infoflow.noise_entropy(10, beta) - 0.3  # the weights matter
-    with_cv = infoflow.mixture_entropy(centres, beta, weights=w, rng=2)
-    plain = infoflow.mixture_entropy(centres, beta, weights=w, rng=2, control_variate=False)
+    with_cv = infoflow.mixture_entropy(centers, beta, weights=w, rng=2)
+    plain = infoflow.mixture_entropy(centers, beta, weights=w, rng=2, control_variate=False)
     assert 0 < with_cv.stderr and 100 * with_cv.stderr <= plain.stderr
     assert abs(plain.value - exact) <= 4 * plain.stderr
-    assert abs(with_cv.value - exact) <= 4 * with_cv.stderr + ROUNDING[dtype] * abs(exact)
+    assert abs(with_cv.value - exact) <= 4 * with_cv.stderr + DTYPE_TOL[dtype] * abs(exact)
 
 
 def test_weighted_dense_stderr_is_no_worse():
     beta = 0.05
-    centres = np.random.default_rng(10).uniform(-0.05 * beta, 0.05 * beta, (4096, 10))
+    centers = np.random.default_rng(10).uniform(-0.05 * beta, 0.05 * beta, (4096, 10))
     w = _grid_weights(11)
-    with_cv = infoflow.mixture_entropy(centres, beta, weights=w, rng=3)
-    plain = infoflow.mixture_entropy(centres, beta, weights=w, rng=3, control_variate=False)
+    with_cv = infoflow.mixture_entropy(centers, beta, weights=w, rng=3)
+    plain = infoflow.mixture_entropy(centers, beta, weights=w, rng=3, control_variate=False)
     assert with_cv.stderr <= 1.1 * plain.stderr
 
 
 # --------------------------------------------------------------------------- the estimator itself
 
 
-def _draws(seed, centres, beta, weights, k, n_queries):
+def _draws(seed, centers, beta, weights, k, n_queries):
     """Queries, owners and noise exactly as mixture_entropy draws them for one chunk:
     weighted, the owners (inverse CDF of uniforms), then the noise, batch-major."""
     gen = np.random.default_rng(seed)
-    batch, n, d = centres.shape
+    batch, n, d = centers.shape
     if weights is None:
         owner = np.broadcast_to(np.arange(n * k) // k, (batch, n * k))
     else:
@@ -244,7 +240,7 @@ def _draws(seed, centres, beta, weights, k, n_queries):
         u = gen.random((batch, n_queries)) * cdf[:, -1:]
         owner = np.stack([np.searchsorted(cdf[b], u[b], side="right") for b in range(batch)])
     z = gen.standard_normal((batch, owner.shape[1], d))
-    q = np.take_along_axis(centres, owner[..., None], axis=1) + beta * z
+    q = np.take_along_axis(centers, owner[..., None], axis=1) + beta * z
     return q, owner, z
 
 
@@ -274,14 +270,14 @@ def _reference_estimate(t, c, baseline):
 def test_matches_a_numpy_recomputation_from_the_same_draws(weighted):
     gen = np.random.default_rng(12)
     batch, n, d, beta = 2, 7, 3, 0.4
-    centres = gen.uniform(-1, 1, (batch, n, d))
+    centers = gen.uniform(-1, 1, (batch, n, d))
     w = gen.uniform(0.0, 2.0, (batch, n)) if weighted else None
     if weighted:
         w[:, 2] = 0.0
     k, n_queries = (None, 45) if weighted else (6, None)  # 45: odd, halves of 23 and 22
-    q, owner, z = _draws(21, centres, beta, w, k, n_queries)
+    q, owner, z = _draws(21, centers, beta, w, k, n_queries)
     unit = np.ones((batch, n)) if w is None else w
-    t = -weighted_log_density_reference(q, centres, beta, unit)
+    t = -weighted_log_density_reference(q, centers, beta, unit)
     c = 0.5 * (z**2).sum(-1) - 0.5 * d
     if weighted:
         p = w / w.sum(-1, keepdims=True)
@@ -290,12 +286,12 @@ def test_matches_a_numpy_recomputation_from_the_same_draws(weighted):
     h_z = 0.5 * d * math.log(2 * math.pi * math.e * beta**2)
     baseline = h_z + (np.array([_normalised_entropy(row) for row in w]) if weighted else np.full(batch, math.log(n)))
     expected_value, expected_stderr = _reference_estimate(t, c, baseline)
-    est = infoflow.mixture_entropy(centres, beta, weights=w, mc_samples=k, mc_queries=n_queries,
+    est = infoflow.mixture_entropy(centers, beta, weights=w, mc_samples=k, mc_queries=n_queries,
                                    rng=np.random.default_rng(21))
     np.testing.assert_allclose(est.value, expected_value, rtol=1e-10)
     np.testing.assert_allclose(est.stderr, expected_stderr, rtol=1e-8)
     # control_variate=False is the plain mean and sd / sqrt(N) of the same terms.
-    plain = infoflow.mixture_entropy(centres, beta, weights=w, mc_samples=k, mc_queries=n_queries,
+    plain = infoflow.mixture_entropy(centers, beta, weights=w, mc_samples=k, mc_queries=n_queries,
                                      rng=np.random.default_rng(21), control_variate=False)
     np.testing.assert_allclose(plain.value, t.mean(-1), rtol=1e-10)
     np.testing.assert_allclose(plain.stderr, t.std(-1, ddof=1) / math.sqrt(t.shape[1]), rtol=1e-8)
@@ -303,11 +299,11 @@ def test_matches_a_numpy_recomputation_from_the_same_draws(weighted):
 
 def test_weighted_same_value_whatever_the_chunking(monkeypatch):
     gen = np.random.default_rng(13)
-    centres = gen.uniform(-1, 1, (3, 40, 4))
+    centers = gen.uniform(-1, 1, (3, 40, 4))
     w = gen.uniform(0.0, 1.0, (3, 40))
-    whole = infoflow.mixture_entropy(centres, 0.3, weights=w, mc_queries=301, rng=1)
+    whole = infoflow.mixture_entropy(centers, 0.3, weights=w, mc_queries=301, rng=1)
     monkeypatch.setattr(queries, "QUERY_CHUNK_ELEMENTS", 37)  # chunks of 9 queries: odd offsets r0
-    chunked = infoflow.mixture_entropy(centres, 0.3, weights=w, mc_queries=301, rng=1)
+    chunked = infoflow.mixture_entropy(centers, 0.3, weights=w, mc_queries=301, rng=1)
     np.testing.assert_allclose(chunked.value, whole.value, rtol=1e-13)
     np.testing.assert_allclose(chunked.stderr, whole.stderr, rtol=1e-10)
 

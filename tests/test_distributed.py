@@ -24,12 +24,13 @@ pytest.importorskip("distributed")
 pytest.importorskip("dask.array")
 
 import dask.array as da  # noqa: E402
-import infoflow  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
+from reference import DTYPE_TOL, log_density_reference  # noqa: E402
+
+import infoflow  # noqa: E402
 from infoflow import cli  # noqa: E402
 from infoflow import distributed as idist  # noqa: E402
 from infoflow.queries import QUERY_CHUNK_ELEMENTS  # noqa: E402
-from reference import log_density_reference  # noqa: E402
 
 # All-local queries per task: the local chunking, so the result must be the local one bit for bit.
 WHOLE = QUERY_CHUNK_ELEMENTS
@@ -37,17 +38,23 @@ WHOLE = QUERY_CHUNK_ELEMENTS
 TINY = dict(epochs=2, n_points=2, repeats=2, max_centers=1000, mc_samples=2)
 
 
-@pytest.fixture(scope="module")
-def client():
+def _local_client(n_workers, threads_per_worker):
+    """Yields a client of a LocalCluster of worker processes; closes both after."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Dask's start-up notices are not under test
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+        cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=True,
+                               dashboard_address=":0")
         dask_client = Client(cluster)
     try:
         yield dask_client
     finally:
         dask_client.close()
         cluster.close()
+
+
+@pytest.fixture(scope="module")
+def client():
+    yield from _local_client(2, 1)
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +67,7 @@ def local_two_seeds(tmp_path_factory):
 @pytest.fixture(scope="module")
 def two_thread_worker():
     """A client of a LocalCluster of 1 worker process with 2 threads."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        cluster = LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=":0")
-        dask_client = Client(cluster)
-    try:
-        yield dask_client
-    finally:
-        dask_client.close()
-        cluster.close()
+    yield from _local_client(1, 2)
 
 
 def read_csv(path):
@@ -107,13 +106,13 @@ def test_log_density_on_dask_arrays_equals_local(client, dtype):
     local = infoflow.log_density(q, c, 0.3)
     rows_only = idist.log_density(da.from_array(q, chunks=(400, 4)), c, 0.3).compute()
     assert rows_only.dtype == dtype and np.array_equal(rows_only, local)
-    for centre_chunk, blocks in ((500, 3), (100, 12)):
-        got = idist.log_density(da.from_array(q, chunks=(400, 4)), da.from_array(c, chunks=(centre_chunk, 4)), 0.3,
+    for center_chunk, blocks in ((500, 3), (100, 12)):
+        got = idist.log_density(da.from_array(q, chunks=(400, 4)), da.from_array(c, chunks=(center_chunk, 4)), 0.3,
                                 split_every=4).compute()
         assert got.dtype == dtype and got.shape == (1500,)
         assert np.all(np.abs(got.astype(np.float64) - local) <= _bound(local, blocks, dtype))
     reference = log_density_reference(q[:50], c, 0.3)
-    assert np.max(np.abs(got[:50] - reference)) < (2e-5 if dtype == np.float32 else 1e-12)
+    assert np.max(np.abs(got[:50] - reference)) < DTYPE_TOL[dtype]
 
 
 def test_gaussian_lse_weighted_batched_and_empty_blocks(client):

@@ -1,9 +1,7 @@
 """The information-bottleneck experiment (``infoflow reproduce ib-tradeoff``): a tiny run,
 the penalty's gradient, lambda = 0 against plain training, refusal to overwrite, the CLI."""
 
-import argparse
 import csv
-import inspect
 import json
 import math
 import subprocess
@@ -197,15 +195,8 @@ def test_bad_options_fail_before_writing(tmp_path, options, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_arguments_match_run():
-    parser = argparse.ArgumentParser()
-    ib.add_arguments(parser)
-    args = vars(parser.parse_args([]))
-    parameters = inspect.signature(ib.run).parameters
-    for dest, default in args.items():
-        assert dest in parameters, dest
-        expected = parameters[dest].default
-        assert default == (list(expected) if isinstance(expected, tuple) else expected), dest
+def test_arguments_match_run(options_match_run):
+    parser = options_match_run(ib.add_arguments, ib.run)
     parsed = vars(parser.parse_args(["--lambdas", "0", "0.5", "--hidden", "16", "4", "--penalised-layer", "1",
                                      "--no-convergence", "--threads", "1", "--warmup", "0"]))
     assert parsed["warmup"] == 0
@@ -223,17 +214,8 @@ def test_registered_in_the_cli():
     assert result.returncode == 0 and "--lambdas" in result.stdout and "``" not in result.stdout
 
 
-def test_interrupted_run_keeps_the_networks_done(tmp_path, monkeypatch):
-    original = ib._train_one
-    calls = []
-
-    def interrupt_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(ib, "_train_one", interrupt_second)
+def test_interrupted_run_keeps_the_networks_done(tmp_path, interrupt_at_call):
+    interrupt_at_call(ib, "_train_one", 2)
     result = ib.run(tmp_path, **TINY)
     assert result["interrupted"] is True and [r["lambda"] for r in result["runs"]] == [0.0]
     _, rows = read_csv(tmp_path / "ib_tradeoff.csv")

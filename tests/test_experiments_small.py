@@ -5,9 +5,7 @@ or from tests/reference.py's independent quadrature; the estimators are checked 
 few of their own standard errors.
 """
 
-import argparse
 import csv
-import inspect
 import json
 import math
 
@@ -104,17 +102,8 @@ def test_single_neuron_iid_estimate_tracks_empirical_law(tmp_path):
         assert abs(row["estimate"] - row["exact_sample"]) < 5 * row["stderr"]
 
 
-def test_single_neuron_interrupted_keeps_rows(tmp_path, monkeypatch):
-    calls = []
-    original = sn.sampled_mi
-
-    def interrupt_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(sn, "sampled_mi", interrupt_third)
+def test_single_neuron_interrupted_keeps_rows(tmp_path, interrupt_at_call):
+    interrupt_at_call(sn, "sampled_mi", 3)
     result = sn.run(tmp_path, w_max=1.0, n_w=6, n_samples=40, progress=False)
     assert result["interrupted"] is True
     _, rows = read_csv(tmp_path / "single_neuron.csv")
@@ -194,17 +183,8 @@ def test_convergence_small_run(tmp_path):
     assert saved["config"]["units"] == "nats" and result["rows"] == saved["rows"]
 
 
-def test_convergence_interrupted_keeps_rows(tmp_path, monkeypatch):
-    calls = []
-    original = cv._trial
-
-    def interrupt_third(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(cv, "_trial", interrupt_third)
+def test_convergence_interrupted_keeps_rows(tmp_path, interrupt_at_call):
+    interrupt_at_call(cv, "_trial", 3)
     result = cv.run(tmp_path, dims=(2,), n_min=16, n_max=128, repeats=1, progress=False)
     assert result["interrupted"] is True
     _, rows = read_csv(tmp_path / "convergence.csv")
@@ -217,13 +197,6 @@ def test_convergence_interrupted_keeps_rows(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["single-neuron", "convergence"])
-def test_add_arguments_match_run_keywords(name):
+def test_add_arguments_match_run_keywords(name, options_match_run):
     experiment = EXPERIMENTS[name]
-    parser = argparse.ArgumentParser()
-    experiment.add_arguments(parser)
-    defaults = vars(parser.parse_args([]))
-    keywords = inspect.signature(experiment.load().run).parameters
-    for dest, value in defaults.items():
-        assert dest in keywords, dest
-        expected = keywords[dest].default
-        assert value == (list(expected) if isinstance(expected, tuple) else expected), dest
+    options_match_run(experiment.add_arguments, experiment.load().run)

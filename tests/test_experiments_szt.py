@@ -1,8 +1,6 @@
 """Short runs of the ``szt`` and ``binning`` experiments (tiny settings, into tmp_path)."""
 
-import argparse
 import csv
-import inspect
 import json
 import math
 
@@ -72,17 +70,8 @@ def test_szt_first_layer_at_its_ceiling(szt_run):
         assert abs(row["ixt"] - math.log(2000)) < 0.1
 
 
-def test_szt_interrupt_writes_partial_results(tmp_path, monkeypatch, capsys):
-    real = szt_experiment.Trainer.train_epoch
-    calls = []
-
-    def interrupted(self):
-        calls.append(1)
-        if len(calls) == 2:  # Ctrl-C during the second epoch of training
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(szt_experiment.Trainer, "train_epoch", interrupted)
+def test_szt_interrupt_writes_partial_results(tmp_path, interrupt_at_call, capsys):
+    interrupt_at_call(szt_experiment.Trainer, "train_epoch", 2)  # Ctrl-C during the second epoch of training
     result = szt_experiment.run(tmp_path, **{**TINY, "epochs": 5, "n_points": 6})
     assert result["interrupted"]
     assert "interrupted" in capsys.readouterr().err
@@ -149,17 +138,8 @@ def test_binning_reads_noisy_csv(tmp_path, szt_run):
         [(r["epoch"], r["layer"], r["ixt"]) for r in szt_result["history"]]
 
 
-def test_binning_interrupt_writes_partial_results(tmp_path, monkeypatch):
-    real = szt_experiment.Trainer.train_epoch
-    calls = []
-
-    def interrupted(self):
-        calls.append(1)
-        if len(calls) == 3:  # the twins train in turn: the 3rd call is epoch 2
-            raise KeyboardInterrupt
-        return real(self)
-
-    monkeypatch.setattr(szt_experiment.Trainer, "train_epoch", interrupted)
+def test_binning_interrupt_writes_partial_results(tmp_path, interrupt_at_call):
+    interrupt_at_call(szt_experiment.Trainer, "train_epoch", 3)  # the twins train in turn: the 3rd call is epoch 2
     result = binning_experiment.run(tmp_path, **{**TINY, "epochs": 4, "n_points": 5})
     assert result["interrupted"]
     config = json.loads((tmp_path / "binning.json").read_text())["config"]
@@ -186,16 +166,10 @@ def test_binning_missing_noisy_csv_fails_fast(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["szt", "binning"])
-def test_arguments_match_run(name):
+def test_arguments_match_run(name, options_match_run):
     """Every command-line option lands on a keyword of run(), with its default."""
     module = EXPERIMENTS[name].load()
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
-    args = vars(parser.parse_args([]))
-    parameters = inspect.signature(module.run).parameters
-    for dest, default in args.items():
-        assert dest in parameters, dest
-        assert parameters[dest].default == default, dest
+    parser = options_match_run(module.add_arguments, module.run)
     parsed = vars(parser.parse_args(["--epochs", "7", "--points", "4", "--repeats", "3", "--threads", "1",
                                      "--activation", "relu", "--max-centers", "100", "--seed", "2"]))
     assert (parsed["epochs"], parsed["n_points"], parsed["repeats"], parsed["num_threads"]) == (7, 4, 3, 1)

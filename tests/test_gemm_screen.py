@@ -10,20 +10,17 @@ import math
 
 import numpy as np
 import pytest
-from conftest import relative_error
-from reference import lse_reference
+from reference import DTYPE_TOL, lse_reference, relative_error
 
 import infoflow
 from infoflow import _core
 
-DTYPE_TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
-
-def _kernel(q, c, beta, screen, near_centre=None):
+def _kernel(q, c, beta, screen, near_center=None):
     """(out, stats) of one direct _core call on 2-D inputs, with the SIMD level INFOFLOW_SIMD picks,
     on the brute path (the screen is part of it; the pruned path has its own tests)."""
     out, stats = _core.log_density(q[None], c[None], beta, 0, infoflow._backend.simd_level(), screen,
-                                   near_centre, True, "off")
+                                   near_center, True, "off")
     return out[0], stats
 
 
@@ -98,7 +95,7 @@ def test_screen_with_distant_clusters(isa, rng):
 
 
 @pytest.mark.parametrize("screen", ["off", "always"])
-def test_near_centre_hint_changes_no_bit(isa, rng, screen):
+def test_near_center_hint_changes_no_bit(isa, rng, screen):
     q, c = _monte_carlo(rng, 2000, 20, 0.01, np.float32)
     expected, _ = _kernel(q, c, 0.01, screen)
     for hint in (np.arange(2000), np.arange(2000)[::-1].copy(), rng.integers(0, 2000, 2000), np.zeros(2000)):
@@ -106,7 +103,7 @@ def test_near_centre_hint_changes_no_bit(isa, rng, screen):
         np.testing.assert_array_equal(out, expected)
 
 
-def test_near_centre_hint_is_checked(rng):
+def test_near_center_hint_is_checked(rng):
     q = rng.normal(size=(1, 5, 3))
     c = rng.normal(size=(1, 7, 3))
     with pytest.raises(ValueError, match="near_centre"):
@@ -136,5 +133,5 @@ def test_unknown_screen_setting_warns(monkeypatch, rng):
     q = rng.normal(size=(4, 3))
     with pytest.warns(UserWarning, match="INFOFLOW_GEMM_SCREEN"):
         out = infoflow.gaussian_lse(q, q, 0.5)
-    assert relative_error(out, lse_reference(q, q, 0.5)) <= 1e-12
+    assert relative_error(out, lse_reference(q, q, 0.5)) <= DTYPE_TOL[np.float64]
     assert math.isfinite(float(out[0]))

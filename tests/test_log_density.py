@@ -5,12 +5,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import needs_memory, relative_error
-from reference import log_density_reference, lse_reference
+from conftest import needs_memory
+from reference import DTYPE_TOL, log_density_reference, lse_reference, relative_error
 
 import infoflow
-
-DTYPE_TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -73,13 +71,13 @@ def test_transposed_batch_and_broadcast_views(rng):
     c = rng.uniform(-1, 1, (5, 30, 3))
     q = rng.uniform(-1, 1, (3, 12, 5)).transpose(2, 1, 0)  # (5, 12, 3), non-contiguous
     expected = lse_reference(q, c, 0.2)
-    assert relative_error(infoflow.gaussian_lse(q, c, 0.2), expected) <= 1e-12
+    assert relative_error(infoflow.gaussian_lse(q, c, 0.2), expected) <= DTYPE_TOL[np.float64]
     # A zero-stride (broadcast) centre set: every row is the same point.
     point = rng.uniform(-1, 1, 4)
-    centres = np.broadcast_to(point, (1000, 4))
+    centers = np.broadcast_to(point, (1000, 4))
     queries = rng.uniform(-1, 1, (9, 4))
     closed_form = -((queries - point) ** 2).sum(-1) / (2 * 0.3**2) + math.log(1000)
-    assert relative_error(infoflow.gaussian_lse(queries, centres, 0.3), closed_form) <= 1e-13
+    assert relative_error(infoflow.gaussian_lse(queries, centers, 0.3), closed_form) <= 1e-13
 
 
 @pytest.mark.parametrize("dtype_name", ["float32", "float64"])
@@ -110,12 +108,12 @@ def test_float32_accuracy_at_small_beta(isa, rng, d):
     where the expanded form ||q||^2 + ||c||^2 - 2 q.c would lose every digit) and for
     far queries."""
     beta = 1e-3
-    centres = np.tanh(rng.normal(size=(600, d)) * 2).astype(np.float32)
-    near = (centres[:200] + beta * rng.normal(size=(200, d))).astype(np.float32)
+    centers = np.tanh(rng.normal(size=(600, d)) * 2).astype(np.float32)
+    near = (centers[:200] + beta * rng.normal(size=(200, d))).astype(np.float32)
     far = np.tanh(rng.normal(size=(100, d))).astype(np.float32)
     for queries in (near, far):
-        out = infoflow.gaussian_lse(queries, centres, beta)
-        assert relative_error(out, lse_reference(queries, centres, beta)) <= 2e-5
+        out = infoflow.gaussian_lse(queries, centers, beta)
+        assert relative_error(out, lse_reference(queries, centers, beta)) <= DTYPE_TOL[np.float32]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -128,12 +126,12 @@ def test_vectorised_exp_is_accurate_to_a_few_ulp(isa, dtype):
     eps = np.finfo(dtype).eps / 2
     x = np.concatenate([np.linspace(0.0, 25.0, 20001), np.random.default_rng(5).uniform(0, 25.0, 20000)])
     beta = math.sqrt(0.5)
-    centres = np.zeros((x.size, 2, 1), dtype=dtype)
-    centres[:, 1, 0] = np.sqrt(x)
+    centers = np.zeros((x.size, 2, 1), dtype=dtype)
+    centers[:, 1, 0] = np.sqrt(x)
     queries = np.zeros((x.size, 1, 1), dtype=dtype)
-    out = infoflow.gaussian_lse(queries, centres, beta)[:, 0].astype(np.float64)
+    out = infoflow.gaussian_lse(queries, centers, beta)[:, 0].astype(np.float64)
     # The exponent exactly as the kernel forms it: fl(fl(c * c) * -scale) in dtype.
-    c = centres[:, 1, 0]
+    c = centers[:, 1, 0]
     y = np.exp((-((c * c) * dtype(0.5 / (beta * beta)))).astype(np.float64))
     expected = np.log1p(y)
     ulps_of_y = (np.abs(out - expected) - eps * expected - 2.0**-52) / (eps * y)
@@ -145,11 +143,11 @@ def test_online_max_rescales_across_blocks(isa):
     # and every earlier partial sum must be rescaled, not overflow or vanish.
     n = 3000
     distances = np.linspace(50.0, 0.0, n)
-    centres = np.stack([distances, np.zeros(n)], axis=1)
+    centers = np.stack([distances, np.zeros(n)], axis=1)
     q = np.zeros((3, 2))
     for dtype in (np.float32, np.float64):
-        out = infoflow.gaussian_lse(q.astype(dtype), centres.astype(dtype), 0.5)
-        expected = lse_reference(q.astype(dtype), centres.astype(dtype), 0.5)
+        out = infoflow.gaussian_lse(q.astype(dtype), centers.astype(dtype), 0.5)
+        expected = lse_reference(q.astype(dtype), centers.astype(dtype), 0.5)
         assert relative_error(out, expected) <= DTYPE_TOL[dtype]
 
 
@@ -159,11 +157,11 @@ def test_long_sums_keep_precision(dtype):
     over 10^6 terms would be off by ~1e-2 relative; the kernel sums blocks in double."""
     n = 1_000_000
     point = np.array([0.25, -0.5, 0.125], dtype=dtype)
-    centres = np.broadcast_to(point, (n, 3))
+    centers = np.broadcast_to(point, (n, 3))
     q = np.array([[0.25, -0.5, 0.125], [1.0, 0.0, 0.0]], dtype=dtype)
     beta = 0.5
     expected = -((q.astype(np.float64) - point) ** 2).sum(-1) / (2 * beta**2) + math.log(n)
-    assert relative_error(infoflow.gaussian_lse(q, centres, beta), expected) <= DTYPE_TOL[dtype]
+    assert relative_error(infoflow.gaussian_lse(q, centers, beta), expected) <= DTYPE_TOL[dtype]
 
 
 def test_extreme_beta_limits(rng):
@@ -186,24 +184,24 @@ def test_64bit_strides():
     with tempfile.TemporaryFile() as handle:
         mapped = np.memmap(handle, dtype=np.float32, mode="w+", shape=(2 * stride + 1,))
         mapped[0], mapped[stride], mapped[2 * stride] = 1.0, 2.0, 3.0
-        centres = np.lib.stride_tricks.as_strided(mapped, shape=(3, 1), strides=(stride * 4, 4))
+        centers = np.lib.stride_tricks.as_strided(mapped, shape=(3, 1), strides=(stride * 4, 4))
         q = np.array([[3.0]], dtype=np.float32)
-        out = infoflow.gaussian_lse(q, centres, 1.0)
+        out = infoflow.gaussian_lse(q, centers, 1.0)
         expected = lse_reference(q, np.array([[1.0], [2.0], [3.0]]), 1.0)
         assert relative_error(out, expected) <= 2e-6
-        del centres, mapped
+        del centers, mapped
 
 
 @pytest.mark.slow
 @needs_memory(10)
-def test_more_than_2_31_centre_coordinates():
+def test_more_than_2_31_center_coordinates():
     """n * d > 2^31: every packed-buffer and loop index must be 64-bit.  The centres are a
     zero-stride view (no input memory); the kernel's packed copy takes ~8.6 GB, so the
     test skips where less than 10 GiB is free, except in CI."""
     n = 2**31 + 1000
-    centres = np.broadcast_to(np.float32(0.5), (n, 1))
+    centers = np.broadcast_to(np.float32(0.5), (n, 1))
     q = np.array([[0.5], [1.5]], dtype=np.float32)
-    out = infoflow.gaussian_lse(q, centres, 1.0)
+    out = infoflow.gaussian_lse(q, centers, 1.0)
     expected = np.array([0.0, -0.5]) + math.log(n)
     assert relative_error(out, expected) <= 2e-6
 
@@ -273,11 +271,11 @@ def test_float32_log_density_rounds_once():
     # (~601) and normaliser were each rounded (ulp 6e-5) and then subtracted.
     rng = np.random.default_rng(1)
     d, n, beta = 100, 64, 2.0**-10
-    centres = rng.integers(-1000, 1000, (n, d)) * beta
+    centers = rng.integers(-1000, 1000, (n, d)) * beta
     steps = rng.choice([-3, -4, 3, 4], size=(n, d))  # |step|^2 ~ 1250: log g ~ 0
-    queries = centres + steps * beta
-    expected = infoflow.log_density(queries, centres, beta)  # float64, exact distances too
+    queries = centers + steps * beta
+    expected = infoflow.log_density(queries, centers, beta)  # float64, exact distances too
     assert expected.min() < 0 < expected.max()  # results near 0, where the old rounding showed most
-    got = infoflow.log_density(queries.astype(np.float32), centres.astype(np.float32), beta)
+    got = infoflow.log_density(queries.astype(np.float32), centers.astype(np.float32), beta)
     ulp = np.spacing(np.abs(expected).astype(np.float32)).astype(np.float64)
     assert np.all(np.abs(got - expected) <= ulp), np.max(np.abs(got - expected) / ulp)

@@ -137,8 +137,8 @@ def test_separated_clusters_give_log_m():
     perfectly distinguishable: I(X;T) = H(X) = ln m, up to exp(-10^4) terms."""
     rng = np.random.default_rng(4)
     m, r = 8, 16
-    centres = 100.0 * np.stack([np.arange(m), np.arange(m) % 3], axis=1)
-    samples = centres[:, None, :] + rng.uniform(-1, 1, (m, r, 2))
+    centers = 100.0 * np.stack([np.arange(m), np.arange(m) % 3], axis=1)
+    samples = centers[:, None, :] + rng.uniform(-1, 1, (m, r, 2))
     est = mi_xt(samples, 0.3, rng=5)
     assert 0 < est.stderr < 0.01
     assert within(est, math.log(m))
@@ -224,7 +224,7 @@ def test_the_query_budget_is_shared_by_every_term(monkeypatch):
         mi_xt(samples, 0.5, mc_samples=3, mc_queries=100)
 
 
-def test_the_default_budget_matches_k_per_centre_below_65536_centres():
+def test_the_default_budget_matches_k_per_center_below_65536_centers():
     """For m*R <= 65536 the default is K = default_mc_samples(m*R) draws per centre for
     every term, the same draws as an explicit K."""
     samples = np.random.default_rng(9).normal(size=(30, 7, 2))
@@ -295,8 +295,8 @@ def test_tight_pairs_carry_the_label_information():
 def _ordered_clusters():
     """40 inputs whose clouds are ordered along a line: the first rows are not a fair sample."""
     rng = np.random.default_rng(16)
-    centres = np.stack([np.linspace(-4, 4, 40), np.zeros(40)], axis=1)
-    return centres[:, None, :] + 0.3 * rng.normal(size=(40, 25, 2))  # m*R = 1000
+    centers = np.stack([np.linspace(-4, 4, 40), np.zeros(40)], axis=1)
+    return centers[:, None, :] + 0.3 * rng.normal(size=(40, 25, 2))  # m*R = 1000
 
 
 def test_max_centers_stays_within_stderr_of_full():

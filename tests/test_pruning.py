@@ -13,14 +13,10 @@ import math
 
 import numpy as np
 import pytest
-from conftest import relative_error
-from reference import lse_reference, weighted_lse_reference
+from reference import DTYPE_TOL, ROUNDING_TOL, lse_reference, relative_error, weighted_lse_reference
 
 import infoflow
 from infoflow import _core
-
-DTYPE_TOL = {np.float32: 2e-5, np.float64: 1e-12}  # against the float64 reference
-PRUNE_TOL = {np.float32: 1e-6, np.float64: 1e-13}  # pruned against brute: a few roundings
 
 
 def _kernel(q, c, beta, prune, weights=None, screen="auto", num_threads=0):
@@ -47,7 +43,7 @@ def _check(q, c, beta, weights=None, *, forced=True, what=""):
     assert pruned.shape == expected.shape and pruned.dtype == dtype
     err_brute = relative_error(pruned, brute)
     err_ref = relative_error(pruned, expected)
-    assert err_brute <= PRUNE_TOL[dtype], (what, "pruned vs brute", err_brute, stats)
+    assert err_brute <= ROUNDING_TOL[dtype], (what, "pruned vs brute", err_brute, stats)
     assert err_ref <= DTYPE_TOL[dtype], (what, "pruned vs reference", err_ref, stats)
     assert relative_error(brute, expected) <= DTYPE_TOL[dtype], (what, "brute vs reference")
     return stats
@@ -134,7 +130,7 @@ def test_clusters_at_every_scale(rng, dtype, spread, beta):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 2, 5, 17])
 @pytest.mark.parametrize("beta", [1e-4, 1e-2, 1.0, 1e2])
-def test_duplicated_centres(rng, dtype, d, beta):
+def test_duplicated_centers(rng, dtype, d, beta):
     for scale in (0.3 * beta, 3.0 * beta, 30.0 * beta):
         q, c = _duplicates(rng, 120, 900, d, scale)
         q, c = q.astype(dtype), c.astype(dtype)
@@ -150,7 +146,7 @@ def test_duplicated_centres(rng, dtype, d, beta):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 2, 5, 17])
 @pytest.mark.parametrize("beta", [1e-4, 1e-2, 1.0, 1e2])
-def test_queries_far_from_every_centre(rng, dtype, d, beta):
+def test_queries_far_from_every_center(rng, dtype, d, beta):
     q, c = _far(rng, 100, 800, d, beta)
     q, c = q.astype(dtype), c.astype(dtype)
     expected = lse_reference(q, c, beta)
@@ -169,7 +165,7 @@ def test_queries_far_from_every_centre(rng, dtype, d, beta):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("d", [1, 2, 5, 17])
-def test_queries_exactly_on_centres(rng, dtype, d):
+def test_queries_exactly_on_centers(rng, dtype, d):
     n = 1000
     c = rng.uniform(-1, 1, (n, d)).astype(dtype)
     c[500:520] = c[0]  # and some duplicates of one of them
@@ -208,7 +204,7 @@ def test_batch_elements_with_different_layouts(isa, rng, dtype, weighted):
     batched, _ = _kernel(q, c, beta, "always", w)
     for b in range(3):
         alone, _ = _kernel(q[b], c[b], beta, "always", None if w is None else w[b])
-        assert relative_error(alone, batched[b]) <= PRUNE_TOL[dtype]
+        assert relative_error(alone, batched[b]) <= ROUNDING_TOL[dtype]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -282,7 +278,7 @@ def test_pruning_with_every_screen_setting(rng, screen):
     brute, _ = _kernel(q, c, beta, "off", screen=screen)
     pruned, stats = _kernel(q, c, beta, "always", screen=screen)
     assert stats["pruned"] == 1
-    assert relative_error(pruned, brute) <= PRUNE_TOL[np.float32]
+    assert relative_error(pruned, brute) <= ROUNDING_TOL[np.float32]
     assert relative_error(pruned, lse_reference(q, c, beta)) <= DTYPE_TOL[np.float32]
 
 
@@ -348,7 +344,7 @@ def test_environment_switch_reaches_the_kernel(monkeypatch, rng):
         np.testing.assert_array_equal(infoflow.gaussian_lse(q, c, beta, weights=w), expected_w)
         for threads in (1, 2):
             out = infoflow.gaussian_lse(q, c, beta, weights=w, num_threads=threads)
-            assert relative_error(out, expected_w) <= PRUNE_TOL[np.float64]
+            assert relative_error(out, expected_w) <= ROUNDING_TOL[np.float64]
 
 
 def test_prune_argument_is_checked(rng):

@@ -10,20 +10,19 @@ import math
 
 import numpy as np
 import pytest
-from conftest import relative_error
 from reference import (
+    DTYPE_TOL,
+    ROUNDING_TOL,
     entropy_quadrature_1d,
     log_density_reference,
     lse_reference,
+    relative_error,
     weighted_entropy_quadrature_1d,
     weighted_log_density_reference,
     weighted_lse_reference,
 )
 
 import infoflow
-
-DTYPE_TOL = {np.float32: 2e-5, np.float64: 1e-12}  # the float contract, as test_log_density
-ROUNDING_TOL = {np.float32: 1e-6, np.float64: 1e-13}  # two kernel results, same math, different rounding
 
 
 def _weights(rng, shape, dtype, zeros=True):
@@ -105,7 +104,7 @@ def test_weights_in_non_contiguous_layouts(rng):
     c = rng.uniform(-1, 1, (3, 40, 4))
     w = np.asfortranarray(_weights(rng, (3, 40), np.float64))
     expected = infoflow.gaussian_lse(q, c, 0.3, weights=np.ascontiguousarray(w))
-    assert relative_error(expected, weighted_lse_reference(q, c, 0.3, w)) <= 1e-12
+    assert relative_error(expected, weighted_lse_reference(q, c, 0.3, w)) <= DTYPE_TOL[np.float64]
     np.testing.assert_array_equal(infoflow.gaussian_lse(q, c, 0.3, weights=w), expected)
     strided = np.zeros((3, 80))
     strided[:, ::2] = w
@@ -139,7 +138,7 @@ def test_torch_cpu_weights(torch, rng, dtype_name):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_integer_weights_equal_duplicated_centres(isa, rng, dtype):
+def test_integer_weights_equal_duplicated_centers(isa, rng, dtype):
     n, d, beta = 60, 3, 0.35
     q = rng.uniform(-1, 1, (25, d)).astype(dtype)
     c = rng.uniform(-1, 1, (n, d)).astype(dtype)
@@ -155,7 +154,7 @@ def test_integer_weights_equal_duplicated_centres(isa, rng, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_zero_weight_removes_the_centre(isa, rng, dtype):
+def test_zero_weight_removes_the_center(isa, rng, dtype):
     n, d, beta = 70, 4, 0.05
     c = rng.uniform(-1, 1, (n, d)).astype(dtype)
     absent = np.zeros(n, dtype=bool)
@@ -260,7 +259,7 @@ def test_weighted_mixture_entropy_2d_input_and_base(rng):
     assert bits.value == pytest.approx(est.value / math.log(2), rel=1e-12)
 
 
-def test_all_weight_on_one_centre_is_the_noise_entropy():
+def test_all_weight_on_one_center_is_the_noise_entropy():
     # The other centres are far away: counting them (or drawing queries around them)
     # would change the estimate by up to log n.
     d, beta = 3, 0.5
@@ -272,7 +271,7 @@ def test_all_weight_on_one_centre_is_the_noise_entropy():
     assert est.stderr < 0.02
 
 
-def test_integer_weights_entropy_equals_duplicated_centres():
+def test_integer_weights_entropy_equals_duplicated_centers():
     gen = np.random.default_rng(8)
     c = gen.uniform(-1, 1, (25, 2))
     counts = gen.integers(1, 5, 25)
@@ -379,7 +378,7 @@ def test_weights_of_the_wrong_type(rng, fn_name):
 
 
 @pytest.mark.parametrize("fn_name", FUNCTIONS)
-def test_weights_and_centres_of_different_families(torch, rng, fn_name):
+def test_weights_and_centers_of_different_families(torch, rng, fn_name):
     c = rng.normal(size=(4, 2))
     with pytest.raises(TypeError):
         _call(fn_name, torch.from_numpy(c), np.ones(4))
@@ -391,15 +390,19 @@ def test_weights_and_centres_of_different_families(torch, rng, fn_name):
 
 @pytest.mark.parametrize("fn_name", FUNCTIONS)
 def test_weight_dtype_conversions(rng, fn_name):
+    def assert_same_call(c, weights, converted):
+        """The call with ``weights`` is the call with them ``converted`` to c's dtype, to the bit."""
+        out = _call(fn_name, c, weights)
+        expected = _call(fn_name, c, converted)
+        if fn_name == "mixture_entropy":
+            assert out.value == expected.value and out.stderr == expected.stderr
+        else:
+            assert out.dtype == c.dtype
+            np.testing.assert_array_equal(out, expected)
+
     c32 = rng.normal(size=(3, 2)).astype(np.float32)
     exact = np.array([1.0, 2.0, 0.5])  # float64 values that float32 holds exactly
-    out = _call(fn_name, c32, exact)
-    expected = _call(fn_name, c32, exact.astype(np.float32))
-    if fn_name == "mixture_entropy":
-        assert out.value == expected.value and out.stderr == expected.stderr
-    else:
-        assert out.dtype == np.float32
-        np.testing.assert_array_equal(out, expected)
+    assert_same_call(c32, exact, exact.astype(np.float32))
     with pytest.raises(TypeError, match="weights"):
         _call(fn_name, c32, np.array([0.1, 1.0, 1.0]))  # 0.1 is not a float32
     with pytest.raises(TypeError, match="weights"):
@@ -407,13 +410,7 @@ def test_weight_dtype_conversions(rng, fn_name):
     # float32 weights with float64 centres: every float32 is a float64.
     c64 = c32.astype(np.float64)
     w32 = np.array([0.1, 3.0, 0.7], dtype=np.float32)
-    out = _call(fn_name, c64, w32)
-    expected = _call(fn_name, c64, w32.astype(np.float64))
-    if fn_name == "mixture_entropy":
-        assert out.value == expected.value and out.stderr == expected.stderr
-    else:
-        assert out.dtype == np.float64
-        np.testing.assert_array_equal(out, expected)
+    assert_same_call(c64, w32, w32.astype(np.float64))
 
 
 def test_mc_queries_and_mc_samples_are_exclusive(rng):

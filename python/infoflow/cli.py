@@ -16,6 +16,7 @@ import numpy as np
 from . import _backend
 from ._intake import log_of_base, unit_name
 from ._output import to_json
+from .datasets import _szt_bits
 from .entropy import mixture_entropy, mixture_entropy_bounds, monte_carlo_queries, noise_entropy
 from .experiments import EXPERIMENTS
 
@@ -34,8 +35,7 @@ def demo_samples() -> tuple[np.ndarray, str]:
     """The built-in data: the 4096 corners of {-1, 1}^12 (the 12-bit patterns of
     Shwartz-Ziv & Tishby as +-1 vectors).  Corners are 2 apart, so for beta well below 1
     the entropy approaches its ceiling h_Z + ln 4096, which the output also prints."""
-    patterns = (np.arange(4096)[:, None] >> np.arange(11, -1, -1)) & 1
-    return (2.0 * patterns - 1.0), "built-in demo: the 4096 corners of {-1,1}^12"
+    return 2.0 * _szt_bits() - 1.0, "built-in demo: the 4096 corners of {-1,1}^12"
 
 
 _NPY_MAGIC = b"\x93NUMPY"
