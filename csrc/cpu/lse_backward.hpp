@@ -17,9 +17,9 @@
 //
 // Work layout.  Rows and columns are both sums over pairs, so one fused pass computes
 // each pair's distance and responsibility once and adds it to both.  To give every sum a
-// single owner without per-thread copies, a mixture's queries and centres are cut into P
-// stripes each (P = threads) and the pass runs in P rounds: in round r thread t takes
-// query stripe t against centre stripe (t + r) mod P, so no two threads share a row or a
+// single owner without per-thread copies, a mixture's queries and centres are cut into S
+// stripes each (S = 4 threads) and the pass runs in S rounds: in round r, task t takes
+// query stripe t against centre stripe (t + r) mod S, so no two tasks share a row or a
 // column in a round.  Mixtures of a batch with few queries each are instead taken whole,
 // one per thread.  Partial sums are kept in T within a tile of queries (rows) or a chunk
 // of kBackwardChunk queries (columns), and in double across them.
@@ -390,7 +390,7 @@ template <class T>
 bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrupt& interrupt) {
   const Layout<T> lay(p.n, p.d);
   const index_t d = p.d, G = Layout<T>::G;
-  // A thread team (and its P rounds) pays only beyond ~10 ms of work.
+  // A thread team (and its rounds) pays only beyond ~10 ms of work.
   const bool small = static_cast<double>(p.batch) * p.m * p.n * (3 * p.d + 8) < 3e7;
   const int threads = small ? 1 : team_size(p.num_threads);
   CancelPoint cancel(interrupt);
@@ -429,25 +429,27 @@ bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrup
     return !cancel.cancelled.load();
   }
 
-  // Few mixtures: stripes of queries and of centres, P rounds (see the file comment).
-  const index_t stripes = threads;
+  // Few mixtures: S = 4 P stripes of queries and of centres, S rounds (see the file
+  // comment); S tasks a round, taken dynamically, so that a thread slowed by others on
+  // the machine holds up a round by a quarter of its share, not by all of it.
+  const index_t stripes = std::min<index_t>(4 * static_cast<index_t>(threads), lay.groups);
   std::vector<double> rows(p.m * (d + 1)), cols(lay.groups * G * (d + 2));
+  auto query_edge = [&](index_t t) { return t * p.m / stripes; };
+  auto group_edge = [&](index_t t) { return t * lay.groups / stripes; };
   for (index_t b = 0; b < p.batch; ++b) {
     std::fill(rows.begin(), rows.end(), 0.0);
     std::fill(cols.begin(), cols.end(), 0.0);
-    auto query_edge = [&](index_t t) { return t * p.m / stripes; };
-    auto group_edge = [&](index_t t) { return t * lay.groups / stripes; };
-    for (index_t round = 0; round < stripes; ++round) {
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
-      {
-        const bool polls = polling_thread(interrupt);
-        BackwardScratch<T> s(d, lay.groups / stripes + 1);
+    {
+      const bool polls = polling_thread(interrupt);
+      BackwardScratch<T> s(d, lay.groups / stripes + 1);
+      for (index_t round = 0; round < stripes; ++round) {
 #ifdef _OPENMP
-#pragma omp for schedule(static, 1)
+#pragma omp for schedule(dynamic, 1)
 #endif
-        for (index_t t = 0; t < stripes; ++t) {
+        for (index_t t = 0; t < stripes; ++t) {  // (the loop's end is the round's barrier)
           const index_t c = (t + round) % stripes;
           const index_t g0 = group_edge(c), g1 = group_edge(c + 1);
           for (index_t i0 = query_edge(t); i0 < query_edge(t + 1) && !cancel(polls); i0 += kBackwardChunk) {
@@ -457,8 +459,8 @@ bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrup
           }
         }
       }
-      if (cancel.cancelled.load()) return false;
     }
+    if (cancel.cancelled.load()) return false;
     double beta_sum = 0.0;
     finish_rows(p, grads, b, 0, p.m, rows.data(), beta_sum);
     finish_columns(p, grads, b, 0, lay.groups, cols.data());
