@@ -135,7 +135,8 @@ def render(results: list[dict]) -> str:
             if peer is None:
                 cells += ["–", "–"] + (["–"] if tool == "torch" else [])
                 continue
-            cells += [f"{peer['forward_backward_s']:.3g}", f"{peer['forward_backward_s'] / own['forward_backward_s']:.1f}"]
+            ratio = peer["forward_backward_s"] / own["forward_backward_s"]
+            cells += [f"{peer['forward_backward_s']:.3g}", f"{ratio:.1f}"]
             if tool == "torch":
                 cells.append(f"{peer['peak_beyond_inputs_mb']:.0f}")
         lines.append("| " + " | ".join(cells) + " |")

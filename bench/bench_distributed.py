@@ -68,8 +68,9 @@ def best_of(function, repeats: int = 10, budget: float = 8.0) -> float:
 
 def kernel_part(n: int, d: int) -> dict:
     import dask.array as da
-    import infoflow
     from distributed import Client, LocalCluster
+
+    import infoflow
     from infoflow import distributed as idist
 
     rng = np.random.default_rng(0)

@@ -164,9 +164,10 @@ def test_a_dataset_or_dataloader_gives_the_arrays_result(data):
 
 
 def test_a_shuffling_loader_keeps_inputs_and_labels_paired():
+    from torch.utils.data import DataLoader, TensorDataset
+
     from infoflow.datasets import szt, szt_labels
     from infoflow.sampling import dataset_arrays
-    from torch.utils.data import DataLoader, TensorDataset
 
     x, y = szt()
     loader = DataLoader(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=100, shuffle=True)

@@ -220,8 +220,7 @@ TINY = dict(epochs=1, n_points=2, repeats=2, max_centers=100, mc_samples=2, prog
 ])
 def test_szt_and_binning_refuse_existing_files_before_training(tmp_path, monkeypatch, name, existing, options):
     pytest.importorskip("torch")
-    from infoflow.experiments import EXPERIMENTS
-    from infoflow.experiments import szt
+    from infoflow.experiments import EXPERIMENTS, szt
 
     monkeypatch.setattr(szt.Trainer, "__init__", never)
     path = tmp_path / existing

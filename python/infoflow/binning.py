@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -58,7 +58,7 @@ class BinningMI(NamedTuple):
     """
 
     ixt: float
-    iyt: Optional[float]
+    iyt: float | None
 
 
 def _activations(x: Any) -> np.ndarray:

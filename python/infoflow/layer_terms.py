@@ -128,7 +128,7 @@ class Layer:
             self.input_of, self.repeat_of = rows // self.r, rows % self.r
         return self._pooled
 
-    def first_repeats(self, r: int, generator: np.random.Generator) -> "Layer":
+    def first_repeats(self, r: int, generator: np.random.Generator) -> Layer:
         """The same layer restricted to the first r samples of every input (nested
         subsets, no new forward pass), drawing from ``generator``.  The pooled rows keep
         their order, so a spatial order computed once serves every level."""

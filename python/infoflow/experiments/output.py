@@ -7,8 +7,9 @@ at the end (:func:`save_result`), every file atomically (:mod:`infoflow._output`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable
 
 from .._output import check_new_files, output_dir, remove_files, write_csv, write_json
 

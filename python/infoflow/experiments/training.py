@@ -66,10 +66,10 @@ def _torch_seed(sequence: np.random.SeedSequence) -> int:
 class Split:
     """The dataset as torch tensors, split into training and test rows."""
 
-    x_train: "torch.Tensor"  # noqa: F821
-    y_train: "torch.Tensor"  # noqa: F821
-    x_test: "torch.Tensor"  # noqa: F821
-    y_test: "torch.Tensor"  # noqa: F821
+    x_train: torch.Tensor  # noqa: F821
+    y_train: torch.Tensor  # noqa: F821
+    x_test: torch.Tensor  # noqa: F821
+    y_test: torch.Tensor  # noqa: F821
     train_index: np.ndarray
 
 
