@@ -21,7 +21,8 @@ def trained_szt(epochs: int = TRAINED_EPOCHS, *, seed: int = 0, beta: float = BE
     import torch
 
     from infoflow.datasets import szt
-    from infoflow.experiments.szt import WIDTHS, Trainer, seed_streams, split_dataset, torch_threads
+    from infoflow.experiments.szt import WIDTHS
+    from infoflow.experiments.training import Trainer, seed_streams, split_dataset, torch_threads
     from infoflow.nn import NoisyMLP
 
     x, y = szt()

@@ -322,12 +322,21 @@ def test_sweep_runs_a_run_per_worker_thread(tmp_path, two_thread_worker, local_t
     assert_same_as_local(tmp_path / "whole", local_two_seeds)
 
 
+def test_a_sweep_of_fewer_runs_than_threads_gives_them_the_rest(tmp_path, two_thread_worker):
+    """One run on a worker of 2 threads: by default the run takes both for its kernel
+    (the runs per worker are capped by the sweep's runs), not one of them."""
+    idist.sweep("szt", tmp_path, client=two_thread_worker, seeds=1, progress=False, **TINY)
+    config = json.loads((tmp_path / "szt_config.json").read_text())
+    assert (config["estimator_threads"], config["torch_threads"]) == (2, 1)
+
+
 def test_a_run_error_reaches_the_client_as_itself(two_thread_worker):
     """A run that raises in its run process: the same exception type and message on the
     client (not a bare failure of the process)."""
     from infoflow.distributed._sweep import _run_seed
     from infoflow.experiments.seeds import SeedPlan
-    from infoflow.experiments.szt import FILES, run_seeds
+    from infoflow.experiments.szt import FILES
+    from infoflow.experiments.training import run_seeds
 
     root, torch_seed = run_seeds(0, 1)[0]
     plan = SeedPlan("szt", "szt", FILES, {"bogus_option": 1})

@@ -18,9 +18,9 @@
 // Work layout.  Rows and columns are both sums over pairs, so one fused pass computes
 // each pair's distance and responsibility once and adds it to both.  To give every sum a
 // single owner without per-thread copies, a mixture's queries and centres are cut into S
-// stripes each (S = 4 threads) and the pass runs in S rounds: in round r, task t takes
-// query stripe t against centre stripe (t + r) mod S, so no two tasks share a row or a
-// column in a round.  Mixtures of a batch with few queries each are instead taken whole,
+// stripes each (S = 4 threads, at most the packed groups) and the pass runs in S rounds:
+// in round r, task t takes query stripe t against centre stripe (t + r) mod S, so no two
+// tasks share a row or a column in a round.  Mixtures of a batch with few queries each are instead taken whole,
 // one per thread.  Partial sums are kept in T within a tile of queries (rows) or a chunk
 // of kBackwardChunk queries (columns), and in double across them.
 //
@@ -121,11 +121,12 @@ template <class T>
 }
 
 // Phase 2: the tile's squared distances to group g and their responsibilities r; adds
-// sum_j r_aj D_aj (for beta) and sum_j r_aj (for a compact tile) to the row partials.  Returns false, with nothing added,
-// when every responsibility is below e^-87 (float) or e^-708 (double), i.e. beyond
-// kNegligible of the query's largest term: a float sum of responsibilities that total 1
-// cannot hold them, and at small beta that skips the coordinate work for almost every
-// group, as the forward skips their blocks.  (Not with weights: e_ij is then wanted.)
+// sum_j r_aj D_aj (for beta) and sum_j r_aj (for a compact tile) to the row partials.
+// Returns false, with nothing added, when every responsibility is below e^-87 (float) or
+// e^-708 (double), i.e. beyond kNegligible of the query's largest term: a float sum of
+// responsibilities that total 1 cannot hold them, and at small beta that skips the
+// coordinate work for almost every group, as the forward skips their blocks.  (Not when
+// the weights' gradient is wanted: it needs every e_ij.)
 template <class T>
 [[gnu::always_inline]] inline bool group_responsibilities(
     const Problem<T>& p, const Gradients<T>& grads, const Layout<T>& lay, const PackedCentres<T>& packed,
@@ -220,8 +221,9 @@ template <class T>
 // in one loop with r in registers: two FMAs per pair and coordinate and no subtraction.
 // c_j - o are the first query's differences, kept by the distance pass; the rows'
 // correction waits for the end of the tile (flush_tile_rows), as it needs only
-// sum_j r_aj.  Relevant centres lie within ~13 beta of a query, so every term is at most
-// ~(13 + 2 kCompactTile) beta: the cancellation costs a few bits of T, not the result.
+// sum_j r_aj.  Relevant centres lie within sqrt(2 kNegligible) beta of a query (13 beta in
+// float, 38 in double; beyond, r is below T's resolution next to 1), so every term is at
+// most a few tens of beta: the cancellation costs a few bits of T, not the result.
 template <class T>
 [[gnu::always_inline]] inline void add_coordinates_expanded(
     const Problem<T>& p, bool want_q, bool want_c, BackwardScratch<T>& s, T* col,

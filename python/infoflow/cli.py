@@ -16,9 +16,10 @@ import numpy as np
 from . import _backend
 from ._intake import log_of_base, unit_name
 from ._output import to_json
-from .datasets import _szt_bits
-from .entropy import mixture_entropy, mixture_entropy_bounds, monte_carlo_queries, noise_entropy
+from .datasets import szt_bits
+from .entropy import mixture_entropy, mixture_entropy_bounds, noise_entropy
 from .experiments import EXPERIMENTS
+from .queries import monte_carlo_queries
 
 #: The exit status of an interrupted command (128 + SIGINT, as shells report it).
 EXIT_INTERRUPTED = 130
@@ -35,7 +36,7 @@ def demo_samples() -> tuple[np.ndarray, str]:
     """The built-in data: the 4096 corners of {-1, 1}^12 (the 12-bit patterns of
     Shwartz-Ziv & Tishby as +-1 vectors).  Corners are 2 apart, so for beta well below 1
     the entropy approaches its ceiling h_Z + ln 4096, which the output also prints."""
-    return 2.0 * _szt_bits() - 1.0, "built-in demo: the 4096 corners of {-1,1}^12"
+    return 2.0 * szt_bits() - 1.0, "built-in demo: the 4096 corners of {-1,1}^12"
 
 
 _NPY_MAGIC = b"\x93NUMPY"

@@ -2,7 +2,7 @@
 
 :func:`estimates` gives the estimates of a :class:`~infoflow.layer_terms.Layer` at R
 and, on request, at the smaller nested levels of :func:`repeat_levels`, as an
-:class:`~infoflow.estimate.RConvergence`; :func:`warn_if_unconverged` says when the last
+:class:`~infoflow.RConvergence`; :func:`warn_if_unconverged` says when the last
 halving of R still moved the value.
 """
 
@@ -31,7 +31,7 @@ _SYMBOLS = {"ixt": "I(X;T)", "iyt": "I(Y;T)"}
 
 
 def warn_if_unconverged(quantity: str, sequence: RConvergence, where: str = "", stacklevel: int = 2) -> None:
-    """Issue an :class:`~infoflow.estimate.RConvergenceWarning` when ``sequence`` has not
+    """Issue an :class:`~infoflow.RConvergenceWarning` when ``sequence`` has not
     converged; ``quantity`` is ``"ixt"`` or ``"iyt"``, ``where`` a prefix such as a layer name."""
     if sequence.converged():
         return

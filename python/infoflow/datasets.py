@@ -62,7 +62,7 @@ def icosahedron_gram() -> np.ndarray:
     return gram
 
 
-def _szt_bits() -> np.ndarray:
+def szt_bits() -> np.ndarray:
     """All 4096 12-bit patterns as uint8 (4096, 12); row k is k in binary, column 0 the MSB."""
     k = np.arange(1 << _N_BITS, dtype=np.int64)
     shifts = np.arange(_N_BITS - 1, -1, -1, dtype=np.int64)
@@ -135,7 +135,7 @@ def szt() -> tuple[np.ndarray, np.ndarray]:
 
     Z. Goldfeld et al., *Estimating Information Flow in Deep Neural Networks*, ICML 2019.
     """
-    bits = _szt_bits()
+    bits = szt_bits()
     # Floating point at the threshold: the scores w + 1.115 * sqrt(x^T G x) are computed
     # in float64, and the closest of all 4096 scores lies about 0.119 from 7.7775 (checked
     # in tests/test_datasets.py), far above rounding error (~1e-15), so no tie-breaking

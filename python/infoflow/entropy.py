@@ -31,13 +31,9 @@ from .density import gaussian_entropy
 from .entropy_engine import entropy_nats
 from .estimate import Bounds, Estimate, as_result
 
-# The budget's names, documented here before infoflow.queries held them.
-from .queries import DEFAULT_MC_QUERIES as DEFAULT_MC_QUERIES
+# Public here since before infoflow.queries held them.
 from .queries import MAX_MC_QUERIES as MAX_MC_QUERIES
-from .queries import check_query_budget as check_query_budget
 from .queries import default_mc_samples as default_mc_samples
-from .queries import monte_carlo_queries as monte_carlo_queries
-from .queries import planned_queries as planned_queries
 
 __all__ = ["noise_entropy", "mixture_entropy", "mixture_entropy_bounds", "default_mc_samples", "MAX_MC_QUERIES"]
 

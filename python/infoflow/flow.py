@@ -3,10 +3,10 @@ r"""Information flow through a noisy network: :math:`I(X;T_\ell)` and :math:`I(Y
 :func:`information_flow` measures one trained (or untrained) model: it samples every
 :class:`~infoflow.nn.GaussianNoise` layer with :func:`~infoflow.sampling.sample_layers`
 and estimates both mutual informations with the sample-propagation estimators
-:func:`~infoflow.mutual_information.mi_xt` and :func:`~infoflow.mutual_information.mi_yt`.
-Its result types are in :mod:`infoflow.results`; :class:`~infoflow.recorder.InformationPlane`
+:func:`~infoflow.mi_xt` and :func:`~infoflow.mi_yt`.
+Its result types are in :mod:`infoflow.results`; :class:`~infoflow.InformationPlane`
 calls it at chosen epochs of a training loop (:mod:`infoflow.schedule`) and keeps the
-history, which :func:`~infoflow.plots.plot_information_plane` draws.
+history, which :func:`~infoflow.plot_information_plane` draws.
 
 X is uniform over the m given inputs and Y their labels, so every value lies between 0
 and :math:`\ln m` (for I(X;T)) or :math:`H(Y)` (for I(Y;T)), up to estimation error.
@@ -45,7 +45,9 @@ try:
 except ModuleNotFoundError as _exc:
     raise torch_missing_error("infoflow.flow (information_flow, InformationPlane)", _exc) from None
 
-from .mutual_information import check_layer_budget, layer_information, warn_if_unconverged
+from .convergence_in_r import warn_if_unconverged
+from .layer_terms import check_layer_budget
+from .mutual_information import layer_information
 from .nn import common_beta, named_noise_modules
 from .results import InformationFlow, LayerInformation
 from .sampling import check_inputs, check_sample_rows, dataset_arrays, is_dataset, sample_layers
@@ -61,6 +63,7 @@ _MOVED = {
     "HISTORY_FIELDS": "results",
     "CONVERGENCE_FIELDS": "results",
     "log_spaced_epochs": "schedule",
+    "MAX_POINTS": "schedule",
     "InformationPlane": "recorder",
     "plot_information_plane": "plots",
     "layer_style": "plots",
@@ -75,7 +78,7 @@ def model_beta(model, beta=None) -> float:
     """The noise std the estimates of ``model`` are for: its noise modules' common beta,
     checked against ``beta`` when given.
 
-    Used by :func:`information_flow` and :class:`~infoflow.recorder.InformationPlane`
+    Used by :func:`information_flow` and :class:`~infoflow.InformationPlane`
     (which checks at once, not at the first record).  ValueError when the model has no
     :class:`~infoflow.nn.GaussianNoise` module, a disabled one, modules with different
     beta, or when ``beta`` differs from theirs (relative tolerance 1e-6); TypeError when
@@ -110,7 +113,7 @@ def model_beta(model, beta=None) -> float:
 
 
 def inputs_and_labels(x, y) -> tuple[Any, np.ndarray]:
-    """The inputs of :func:`information_flow` and :class:`~infoflow.recorder.InformationPlane`,
+    """The inputs of :func:`information_flow` and :class:`~infoflow.InformationPlane`,
     validated as :func:`~infoflow.sampling.sample_layers` does (errors name ``x``), and
     the integer labels (errors name ``y``).  A torch ``Dataset`` or
     ``DataLoader`` ``x`` is iterated once for both (see
@@ -178,7 +181,7 @@ def information_flow(model, x, y=None, beta=None, *, repeats=8, mc_samples=None,
     :math:`T_\ell = S_\ell + Z_\ell`; its samples come from
     :func:`~infoflow.sampling.sample_layers` (R forward passes per input, all noise on),
     and the two mutual informations from the sample-propagation estimators of
-    :func:`~infoflow.mutual_information.mi_xt` and :func:`~infoflow.mutual_information.mi_yt`,
+    :func:`~infoflow.mi_xt` and :func:`~infoflow.mi_yt`,
     which share one estimate of h(T) per layer
     (:func:`~infoflow.mutual_information.layer_information`).
 
@@ -239,7 +242,7 @@ def information_flow(model, x, y=None, beta=None, *, repeats=8, mc_samples=None,
         and report the sequences (``LayerInformation.ixt_convergence``, the ``*_r_half``
         and ``*_r_quarter`` columns of the CSV).  A layer whose estimate moved by more
         than 3 standard errors at the last halving of R gets an
-        :class:`~infoflow.estimate.RConvergenceWarning` naming it.  The values at R are
+        :class:`~infoflow.RConvergenceWarning` naming it.  The values at R are
         the same either way.
     progress : bool
         Show a tqdm progress bar over the layers.
@@ -341,6 +344,10 @@ def information_flow(model, x, y=None, beta=None, *, repeats=8, mc_samples=None,
                                      float(iyt.value), float(iyt.stderr), ixt.unit, int(s.shape[1]),
                                      ixt.convergence, iyt.convergence))
     return InformationFlow(rows, beta=beta, repeats=n_rep, n_inputs=m, unit=unit_name(base))
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_MOVED))
 
 
 def __getattr__(name):

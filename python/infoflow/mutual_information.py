@@ -23,9 +23,8 @@ import numpy as np
 from ._intake import class_labels
 from .convergence_in_r import estimates
 
-# Names flow.py and the documentation find here.
+# repeat_levels and check_layer_budget: public here since before the split.
 from .convergence_in_r import repeat_levels as repeat_levels
-from .convergence_in_r import warn_if_unconverged as warn_if_unconverged
 from .differentiable_mi import differentiable_information, wants_graph
 from .estimate import Estimate
 from .layer_terms import check_layer_budget as check_layer_budget
@@ -41,7 +40,7 @@ def layer_information(samples, labels, beta, *, mc_samples=None, mc_queries=None
     The arguments are those of :func:`mi_xt` and :func:`mi_yt`; the random stream is used
     for h(T), then the conditionals given X, then those given Y, at R and then at each
     smaller level of the R-convergence sequence.  ``warn=False`` leaves the
-    :class:`~infoflow.estimate.RConvergenceWarning` to the caller.  This is what
+    :class:`~infoflow.RConvergenceWarning` to the caller.  This is what
     :func:`infoflow.information_flow` computes for every layer.
     """
     if wants_graph(samples, beta):
@@ -108,8 +107,8 @@ def mi_xt(samples, beta, *, mc_samples=None, mc_queries=None, max_centers=None, 
     convergence : bool
         Also estimate from the first R/2 and R/4 samples of every input (nested subsets,
         no new samples; default True) and attach the sequence as ``.convergence``
-        (:class:`~infoflow.estimate.RConvergence`), warning with
-        :class:`~infoflow.estimate.RConvergenceWarning` when the last halving of R moved
+        (:class:`~infoflow.RConvergence`), warning with
+        :class:`~infoflow.RConvergenceWarning` when the last halving of R moved
         the value by more than 3 standard errors.  Each level gets the full query budget
         (so that its error bar is comparable), so the sequence costs 1.7 to 3 times the
         estimate at R alone (more where the cost is in the queries rather than the

@@ -1,7 +1,7 @@
 """Figures of the information flow: the information plane and its per-layer panels, with matplotlib.
 
 :func:`plot_information_plane` draws a history (rows as
-:attr:`~infoflow.recorder.InformationPlane.history` holds them); :func:`layer_style`,
+:attr:`~infoflow.InformationPlane.history` holds them); :func:`layer_style`,
 :func:`epoch_axis`, :func:`finish_epoch_panel` and :func:`finish_plane` give every figure
 of the package (and of :mod:`infoflow.experiments`) the same look.  matplotlib is
 imported when a figure is drawn; this module needs only numpy to import.
@@ -157,8 +157,8 @@ def plot_information_plane(history, path, *, title=None, ixt_max=None, iyt_max=N
     ----------
     history : sequence of dict
         Rows with ``epoch, layer, width, ixt, ixt_stderr, iyt, iyt_stderr, unit`` (as in
-        :attr:`~infoflow.recorder.InformationPlane.history` or
-        :meth:`~infoflow.recorder.InformationPlane.load_history`), all
+        :attr:`~infoflow.InformationPlane.history` or
+        :meth:`~infoflow.InformationPlane.load_history`), all
         in one unit, optionally with the :data:`~infoflow.results.CONVERGENCE_FIELDS`.
     path : str or path
         The PNG to write.

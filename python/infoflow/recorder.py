@@ -1,10 +1,10 @@
-"""The information-plane recorder: :func:`~infoflow.flow.information_flow` over training, and its files.
+"""The information-plane recorder: :func:`~infoflow.information_flow` over training, and its files.
 
 :class:`InformationPlane` measures a model at the epochs of a schedule
 (:mod:`infoflow.schedule`) while it trains, keeps the history as flat rows
 (:data:`~infoflow.results.HISTORY_FIELDS`), writes it as CSV and JSON, reads it back
 (:meth:`InformationPlane.load_history`) and draws it
-(:func:`~infoflow.plots.plot_information_plane`).
+(:func:`~infoflow.plot_information_plane`).
 
 This module imports torch (through :mod:`infoflow.flow`); ``import infoflow`` does not.
 """
@@ -24,7 +24,7 @@ import numpy as np
 from ._intake import make_rng, monte_carlo_budget, positive_int, thread_count
 from ._output import check_new_files, write_csv, write_header_csv, write_json
 from .flow import information_flow, inputs_and_labels, model_beta
-from .mutual_information import check_layer_budget
+from .layer_terms import check_layer_budget
 from .plots import plot_information_plane
 from .results import CONVERGENCE_FIELDS, HISTORY_FIELDS, InformationFlow, LayerInformation
 from .sampling import check_sample_rows
@@ -52,16 +52,16 @@ def _entropy_of_counts(counts: np.ndarray) -> float:
 
 
 class InformationPlane:
-    """Records :func:`~infoflow.flow.information_flow` at chosen epochs of a training loop.
+    """Records :func:`~infoflow.information_flow` at chosen epochs of a training loop.
 
     Parameters
     ----------
     model : torch.nn.Module
         The model being trained; measured in place at each recorded epoch (see
-        :func:`~infoflow.flow.information_flow` for the requirements).
+        :func:`~infoflow.information_flow` for the requirements).
     x, y : arrays, or a torch Dataset or DataLoader and None
         The inputs and integer labels over which X and Y are uniform (use the whole
-        dataset, not only the training split), as for :func:`~infoflow.flow.information_flow`; a
+        dataset, not only the training split), as for :func:`~infoflow.information_flow`; a
         ``Dataset`` or ``DataLoader`` is iterated once, here.
     beta : float, optional
         Must equal the model's noise std if given (default: read from the model).
@@ -75,13 +75,13 @@ class InformationPlane:
     n_points : int
         Number of epochs of the default schedule (default 20).
     repeats, mc_samples, mc_queries, max_centers, num_threads, convergence : optional
-        Passed to :func:`~infoflow.flow.information_flow` (R default 8; the R-convergence sequences
+        Passed to :func:`~infoflow.information_flow` (R default 8; the R-convergence sequences
         are recorded by default).
     rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
         One generator for all records: the same seed and the same sequence of records
         give the same history.
     progress : bool
-        Passed to :func:`~infoflow.flow.information_flow`.
+        Passed to :func:`~infoflow.information_flow`.
 
     Attributes
     ----------
@@ -267,7 +267,7 @@ class InformationPlane:
         return [_typed_row(row, path, i) for i, row in enumerate(raw)]
 
     def plot(self, path: str | os.PathLike, *, title: str | None = None) -> Path:
-        """Draw the history with :func:`~infoflow.plots.plot_information_plane`, with H(X) and H(Y) marked;
+        """Draw the history with :func:`~infoflow.plot_information_plane`, with H(X) and H(Y) marked;
         the default title states beta, m and R.  A folder (existing, or named with a
         trailing slash) means ``information_plane.png`` in it, as for :meth:`save`."""
         prefix = _output_prefix(path, "information_plane")

@@ -2,9 +2,9 @@ r"""Result types of the information-flow estimates: one layer's row, one model's
 
 :class:`LayerInformation` holds :math:`I(X;T_\ell)` and :math:`I(Y;T_\ell)` of one noisy
 layer with their standard errors and R-convergence sequences; :class:`InformationFlow`
-holds a model's layers (what :func:`~infoflow.flow.information_flow` returns) and writes
+holds a model's layers (what :func:`~infoflow.information_flow` returns) and writes
 them as CSV or JSON.  :data:`CONVERGENCE_FIELDS` and :data:`HISTORY_FIELDS` name the
-columns of a flat row, as :class:`~infoflow.recorder.InformationPlane` records them.
+columns of a flat row, as :class:`~infoflow.InformationPlane` records them.
 
 This module needs only numpy.
 """
@@ -36,7 +36,7 @@ CONVERGENCE_FIELDS = ("repeats", "r_half", "r_quarter", "ixt_r_half", "ixt_r_hal
                       "ixt_r_quarter_stderr", "iyt_r_half", "iyt_r_half_stderr", "iyt_r_quarter",
                       "iyt_r_quarter_stderr", "converged")
 
-#: The columns of :attr:`~infoflow.recorder.InformationPlane.history`, in order.
+#: The columns of :attr:`~infoflow.InformationPlane.history`, in order.
 HISTORY_FIELDS = ("epoch", "layer", "width", "ixt", "ixt_stderr", "iyt", "iyt_stderr", "unit") + CONVERGENCE_FIELDS
 
 
@@ -61,7 +61,7 @@ class LayerInformation:
         given X (its estimates do not depend on R).
     ixt_convergence, iyt_convergence : RConvergence or None
         The estimates at R/4, R/2 and R from nested subsets of the samples (see
-        :class:`~infoflow.estimate.RConvergence`); None when not computed.
+        :class:`~infoflow.RConvergence`); None when not computed.
     """
 
     name: str
@@ -123,7 +123,7 @@ def _all_converged(*sequences: RConvergence | None) -> bool:
 
 
 class InformationFlow(Sequence):
-    """per-layer results of :func:`~infoflow.flow.information_flow`, in forward order.
+    """per-layer results of :func:`~infoflow.information_flow`, in forward order.
 
     A sequence of :class:`LayerInformation` (iterate, ``len``, index by position), also
     indexable by layer name (``flow["noise3"]``).

@@ -1,7 +1,7 @@
 """Epoch schedules of an information-plane recording: which epochs to measure.
 
 :func:`log_spaced_epochs` spreads a number of epochs log-uniformly from 0 to the last
-(the default schedule of :class:`~infoflow.recorder.InformationPlane`);
+(the default schedule of :class:`~infoflow.InformationPlane`);
 :func:`explicit_epochs` validates a schedule given as a list.  This module needs only numpy.
 """
 
@@ -17,7 +17,7 @@ from ._intake import positive_int
 __all__ = ["log_spaced_epochs", "explicit_epochs", "non_negative_int", "MAX_POINTS"]
 
 #: The most epochs a log-spaced schedule may have (``n_points``), 2**16: each is a full
-#: :func:`~infoflow.flow.information_flow`, and a schedule is built as a list.
+#: :func:`~infoflow.information_flow`, and a schedule is built as a list.
 MAX_POINTS = 1 << 16
 
 

@@ -124,7 +124,12 @@ def _cancelled() -> bool:
         key = worker.get_current_task()
     except (ImportError, ValueError, AttributeError):
         return False
-    task = worker.state.tasks.get(key) if hasattr(worker, "state") else None
+    # Worker.state is dask's own bookkeeping, not public API: where it cannot be read, the
+    # run is never taken for cancelled (it then ends with its worker, as before).
+    tasks = getattr(getattr(worker, "state", None), "tasks", None)
+    if tasks is None:
+        return False
+    task = tasks.get(key)
     return task is None or task.state == "cancelled"
 
 

@@ -140,12 +140,12 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
     elsewhere by Dask (up to ``distributed.scheduler.allowed-failures`` times).
 
     Threads: a worker with T threads runs T runs at once (``runs_per_worker`` r: r, at
-    most T), each in a run process of its own (started by the worker and kept for its next
-    runs), with torch single-threaded (as the local command trains) and the kernel on
-    T // r threads (by default 1).  A run trains on one
-    thread for about a third of its time, so one run per thread keeps every core busy
-    where one run on all of a worker's threads would leave all but one idle while it
-    trains; and no worker runs more threads than it has.  Own processes because
+    most T; by default also at most the sweep's runs per worker), each in a run process
+    of its own (started by the worker and kept for its next runs), with torch
+    single-threaded (as the local command trains) and the kernel on T // r threads (by
+    default 1).  A run trains on one thread for about a third of its time, so one run per
+    thread keeps every core busy where one run on all of a worker's threads would leave
+    all but one idle while it trains; and no worker runs more threads than it has.  Own processes because
     concurrent runs in one process would share torch's global generator (the initial
     weights and training noise: the values would depend on the timing) and its thread
     setting.  ``runs_per_worker=1`` gives each run all its worker's threads, for runs
@@ -180,8 +180,9 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
         Start a :class:`distributed.LocalCluster` of this many worker processes, each
         with an equal share of this machine's cores, and close it afterwards.
     runs_per_worker : int, optional
-        Runs a worker runs at once (default: as many as it has threads, at most that),
-        each with the kernel on an equal share of the worker's threads.  1: one run per
+        Runs a worker runs at once (default: as many as it has threads, and no more than
+        the sweep's runs divided by the workers; at most its threads), each with the
+        kernel on an equal share of the worker's threads.  1: one run per
         worker on all its threads (big runs where memory is the limit).
     overwrite : bool
         Replace the files of an earlier run (default False: FileExistsError naming them,
@@ -253,6 +254,10 @@ def sweep(experiment, out_dir, *, seeds=1, seed=0, settings=None, client=None, s
     interrupted = False
     with ExitStack() as stack:
         client = _connected(stack, client, scheduler, workers, float(connect_timeout))
+        if runs_per_worker is None:
+            # One run per thread, but no more runs per worker than the sweep has for each:
+            # a sweep of fewer runs than threads gives each run the threads left over.
+            runs_per_worker = -(-len(tasks) // max(1, len(client.nthreads())))
         bar = stack.enter_context(tqdm(total=len(tasks), desc=f"sweep {experiment}", unit="run",
                                        disable=not progress, dynamic_ncols=True))
         futures: dict[str, tuple[int, int]] = {}

@@ -176,7 +176,7 @@ def run(out_dir, *, epochs=DEFAULT_EPOCHS, activation="tanh", lr=4e-4, batch_siz
         float32's resolution near 1).
     beta, repeats, max_centers, mc_samples : optional
         The noisy twin (noise std, default 0.005) and its estimator (R default 8; see
-        :func:`infoflow.flow.information_flow`).
+        :func:`infoflow.information_flow`).
     noisy_csv : str or path, optional
         An ``szt_information.csv`` (or ``.json``) from the ``szt`` experiment to show in
         panel (d) instead of training a twin; it should use the same seed and settings.

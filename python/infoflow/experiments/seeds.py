@@ -3,7 +3,7 @@
 A single training run's information curve is an anecdote: independent seeds of the same
 setup put the peak of I(X;T) of a layer at quite different epochs.  This module
 takes the histories of independent runs (rows ``epoch, layer, ixt, iyt, ...`` as written
-by :class:`infoflow.recorder.InformationPlane`) and writes, per layer and epoch, the mean,
+by :class:`infoflow.InformationPlane`) and writes, per layer and epoch, the mean,
 the standard deviation and the range across the runs, with a figure that draws every run
 thinly, the mean thickly and a ±1 sd band.
 """

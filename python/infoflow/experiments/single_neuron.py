@@ -230,7 +230,7 @@ def sampled_mi(x: np.ndarray, w: float, beta: float, *, mc_samples=None, rng=Non
     The centres are the images :math:`s_i = \tanh(w(x_i - 2))`; since S is deterministic
     given X, :math:`h(T \mid X) = h_Z` exactly and only h(T) is estimated, by the Monte
     Carlo entropy of the equal-weight mixture :math:`\hat P_S * \varphi_\beta`.  (This is
-    what :func:`infoflow.mutual_information.mi_xt` computes for samples of shape (n, 1, 1).)
+    what :func:`infoflow.mi_xt` computes for samples of shape (n, 1, 1).)
 
     Returns
     -------

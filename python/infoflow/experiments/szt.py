@@ -5,7 +5,7 @@ A 12-10-7-5-4-3-2 network with tanh activations and Gaussian noise of std
 Shwartz-Ziv & Tishby (Adam, lr 4e-4, batch 256, 80/20 train/test split), and at
 log-spaced epochs :math:`I(X;T_\ell)` and :math:`I(Y;T_\ell)` of every hidden layer are
 estimated on all 4096 inputs with the sample-propagation estimators
-(:class:`infoflow.recorder.InformationPlane`).
+(:class:`infoflow.InformationPlane`).
 
 The paper reports, for tanh with this beta, that I(X;T) of the deeper layers first
 rises and then falls ("compression") over thousands of epochs, driven by the clustering
@@ -18,7 +18,7 @@ Outputs (in ``out_dir``):
 - ``szt_training.csv``: epoch, train/test cross-entropy loss (nats) and accuracy at the
   recorded epochs;
 - ``szt_config.json``: the settings, the schedule, the runtime, whether it was interrupted;
-- ``szt_information_plane.png``: :func:`infoflow.plots.plot_information_plane`.
+- ``szt_information_plane.png``: :func:`infoflow.plot_information_plane`.
 
 It trains with :mod:`infoflow.experiments.training`, as the ``binning`` experiment does,
 so that both train the same way.
@@ -38,18 +38,7 @@ import numpy as np
 from .._output import remove_files, stoppable, write_csv, write_header_csv, write_json
 from ..estimate import RConvergenceWarning
 from .output import report_written
-from .training import (  # noqa: F401  (run_seeds, torch_threads: see below)
-    Trainer,
-    check_options,
-    run_seeds,
-    run_training,
-    seed_streams,
-    split_dataset,
-    torch_threads,
-)
-
-# run_seeds and torch_threads are not used here: they stay importable from this module for
-# infoflow.distributed and bench/trained_szt.py, which import them from here.
+from .training import Trainer, check_options, run_training, seed_streams, split_dataset
 
 __all__ = ["run", "seed_plan", "aggregate", "add_arguments", "run_one", "WIDTHS", "PROTOCOLS", "official_schedule",
            "official_inputs"]
@@ -188,7 +177,7 @@ def run(out_dir, *, protocol="ours", seeds=1, epochs=None, beta=0.005, activatio
     lr, batch_size : float, int
         Adam learning rate (4e-4) and minibatch size (256).
     max_centers, mc_samples, mc_queries : int, optional
-        Estimator options (see :func:`infoflow.flow.information_flow`); default: all
+        Estimator options (see :func:`infoflow.information_flow`); default: all
         centres (a subset biases h(T) down) and 65536 Monte Carlo queries per entropy
         (4096 for the official protocol, see :data:`OFFICIAL_MC_QUERIES`).
     seed : int
