@@ -53,6 +53,10 @@ import time
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The environment of the commands: as this script found it.  Starting a LocalCluster sets
+# OMP_NUM_THREADS=1 (and the like) in this process's environment and leaves it there,
+# which a later command would inherit (the local case then ran its kernel on one thread).
+COMMAND_ENV = dict(os.environ)
 
 
 def best_of(function, repeats: int = 10, budget: float = 8.0) -> float:
@@ -170,7 +174,8 @@ def sweep_part(seeds: int, sweep_args: str, cases) -> dict:
             with contextlib.ExitStack() as stack:
                 command, how = _sweep_command(case, seeds, sweep_args, out, stack)
                 print("$", " ".join(shlex.quote(a) for a in command[1:]), flush=True)
-                done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                      env=COMMAND_ENV)
             seconds = time.perf_counter() - started
             if done.returncode != 0:
                 raise SystemExit(f"{case}: exit {done.returncode}\n{done.stderr[-2000:]}")
