@@ -219,7 +219,7 @@ def test_mi_xt_gradient_of_a_deterministic_layer(rng):
     mi = infoflow.mi_xt(s, beta, rng=5)
     assert mi.convergence is None and mi.value.requires_grad
     grad_s, grad_beta = torch.autograd.grad(mi.value, (s, beta))
-    from infoflow._intake import child_streams, make_rng
+    from infoflow._random import child_streams, make_rng
 
     stream = child_streams(make_rng(5), 3)[0]
     beta2 = torch.tensor(0.2, dtype=torch.float64, requires_grad=True)

@@ -13,7 +13,8 @@ import warnings
 
 import numpy as np
 
-from ._intake import child_streams, log_of_base, unit_name
+from ._intake import log_of_base, unit_name
+from ._random import child_streams
 from .estimate import R_SHIFT_TOLERANCE, Estimate, RConvergence, RConvergenceWarning
 from .layer_terms import Layer, information
 

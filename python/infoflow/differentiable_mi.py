@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 
-from ._intake import child_streams, class_labels, log_of_base, make_rng, monte_carlo_budget, unit_name
+from ._intake import class_labels, log_of_base, monte_carlo_budget, unit_name
+from ._random import child_streams, make_rng
 from .density import gaussian_entropy
 from .entropy import mixture_entropy
 from .estimate import Estimate

@@ -19,13 +19,13 @@ from ._intake import (
     center_weights,
     float_array,
     log_of_base,
-    make_rng,
     monte_carlo_budget,
     positive_int,
     positive_real,
     thread_count,
     unit_name,
 )
+from ._random import make_rng
 from .control_variate import B_RANGE
 from .density import gaussian_entropy
 from .entropy_engine import entropy_nats

@@ -32,13 +32,13 @@ import numpy as np
 from ._intake import (
     class_labels,
     log_of_base,
-    make_rng,
     monte_carlo_budget,
     positive_int,
     thread_count,
     torch_missing_error,
     unit_name,
 )
+from ._random import make_rng
 
 try:
     import torch  # noqa: F401  (the models measured here are torch models)

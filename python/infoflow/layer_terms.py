@@ -19,11 +19,11 @@ from ._intake import (
     beta_for_dtype,
     float_array,
     log_of_base,
-    make_rng,
     monte_carlo_budget,
     positive_int,
     thread_count,
 )
+from ._random import make_rng
 from .density import gaussian_entropy
 from .entropy_engine import entropy_nats
 from .queries import DEFAULT_MC_QUERIES, check_query_budget, planned_queries

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ._intake import make_rng, monte_carlo_budget, positive_int, thread_count
+from ._intake import monte_carlo_budget, positive_int, thread_count
 from ._output import check_new_files, write_csv, write_header_csv, write_json
+from ._random import make_rng
 from .flow import information_flow, inputs_and_labels, model_beta
 from .layer_terms import check_layer_budget
 from .plots import plot_information_plane

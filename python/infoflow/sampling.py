@@ -13,7 +13,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ._intake import host_array, make_rng, positive_int, torch_missing_error
+from ._intake import host_array, positive_int, torch_missing_error
+from ._random import make_rng
 
 try:
     import torch

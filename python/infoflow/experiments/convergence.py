@@ -42,8 +42,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
-from .._intake import make_rng
 from .._output import new_figure, save_figure, stoppable
+from .._random import make_rng
 from ..entropy import mixture_entropy
 from .output import prepare_output, save_result
 from .single_neuron import mixture_entropy_1d

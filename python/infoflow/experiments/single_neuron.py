@@ -45,8 +45,8 @@ from pathlib import Path
 import numpy as np
 from scipy import integrate
 
-from .._intake import make_rng
 from .._output import new_figure, save_figure, stoppable
+from .._random import make_rng
 from ..density import log_gaussian_normaliser
 from ..entropy import mixture_entropy, noise_entropy
 from .output import prepare_output, save_result
