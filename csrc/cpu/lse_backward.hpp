@@ -28,6 +28,18 @@
 // responsibilities (group_responsibilities), the column totals (add_column_totals),
 // the coordinate sums (add_coordinates_expanded or _direct); per tile, flush_tile_rows.
 
+// Which sums a pass computes, fixed at compile time so that the inner loops carry no
+// tests and values only the rarer sums need (the distances for dbeta, the offsets of a
+// weighted mixture) hold no registers when unused: with AVX2's 16, a 3 x 3 tile of
+// responsibilities and its factors fill them.  `extras` (dbeta, dw or weights) is the
+// general case, in which those are tested at run time.
+template <bool kQueries, bool kCenters, bool kExtras>
+struct Wanted {
+  static constexpr bool queries = kQueries;  // dq
+  static constexpr bool centers = kCenters;  // dc
+  static constexpr bool extras = kExtras;
+};
+
 template <class T>
 struct BackwardScratch {
   AlignedArray<T> qbuf, shifted, diff, row, col;
@@ -127,7 +139,7 @@ template <class T>
 // responsibilities that total 1 cannot hold them, and at small beta that skips the
 // coordinate work for almost every group, as the forward skips their blocks.  (Not when
 // the weights' gradient is wanted: it needs every e_ij.)
-template <class T>
+template <class T, class W>
 [[gnu::always_inline]] inline bool group_responsibilities(
     const Problem<T>& p, const Gradients<T>& grads, const Layout<T>& lay, const PackedCentres<T>& packed,
     index_t b, index_t g, const QueryTile<T>& tile, BackwardScratch<T>& s,
@@ -140,6 +152,8 @@ template <class T>
   const index_t d = p.d;
   const T neg_scale = static_cast<T>(-exponent_scale(p.beta));
   const T* group = packed.group(b, g, lay);
+  const bool weighted = W::extras && p.weights != nullptr;
+  const bool weights_wanted = W::extras && grads.weights != nullptr;
   if (tile.compact)
     distance_tile_keeping_differences<T, false>(s.qbuf.ptr, group, d, s.diff.ptr, dist);
   else
@@ -148,7 +162,7 @@ template <class T>
   V offset[kTileV];
   const index_t valid = std::min<index_t>(G, p.n - g * G);
   for (int v = 0; v < kTileV; ++v) {
-    offset[v] = p.weights != nullptr ? load<V>(packed.group_offsets(b, g, lay) + v * L) : V{};
+    offset[v] = weighted ? load<V>(packed.group_offsets(b, g, lay) + v * L) : V{};
     if (valid < G)  // the last group's padding (weighted offsets are +inf there already)
       for (int l = 0; l < L; ++l)
         if (v * L + l >= valid) offset[v][l] = kInf;
@@ -162,23 +176,23 @@ template <class T>
     }
   T largest = largest_exponent[0];
   for (int l = 1; l < L; ++l) largest = std::max(largest, largest_exponent[l]);
-  if (largest < -kNegligible<T> && grads.weights == nullptr) return false;
+  if (largest < -kNegligible<T> && !weights_wanted) return false;
   // Absent centres (zero weight, padding) get r exactly 0; a full unweighted group has none.
-  const bool all_present = p.weights == nullptr && valid == G;
+  const bool all_present = !weighted && valid == G;
   for (int a = 0; a < kTileQ; ++a)
-    for (int v = 0; v < kTileV; ++v) {
-      const V e = vexp(exponent[a][v]);
-      r[a][v] = all_present ? e : (offset[v] < splat<V>(kInf) ? e : V{});
-    }
+    for (int v = 0; v < kTileV; ++v) r[a][v] = vexp(exponent[a][v]);
+  if (!all_present)
+    for (int a = 0; a < kTileQ; ++a)
+      for (int v = 0; v < kTileV; ++v) r[a][v] = offset[v] < splat<V>(kInf) ? r[a][v] : V{};
   const index_t row_width = (d + 2) * L;
-  if (grads.beta != nullptr)  // sum_j r_aj D_aj
+  if (W::extras && grads.beta != nullptr)  // sum_j r_aj D_aj
     for (int a = 0; a < kTileQ; ++a) {
       V dr = V{};
       for (int v = 0; v < kTileV; ++v) dr += r[a][v] * dist[a][v];
       T* row = s.row.ptr + a * row_width + d * L;
       store(row, load<V>(row) + dr);
     }
-  if (tile.compact && grads.queries != nullptr)  // sum_j r_aj, for the expanded form's correction
+  if (W::queries && tile.compact)  // sum_j r_aj, for the expanded form's correction
     for (int a = 0; a < kTileQ; ++a) {
       V sum_r = V{};
       for (int v = 0; v < kTileV; ++v) sum_r += r[a][v];
@@ -190,7 +204,7 @@ template <class T>
 
 // Phase 3: the group's column totals sum_a g_a r_aj (returned in `total` as well) and,
 // with weights, sum_a g_a e_aj.  All rows, unrolled: padding rows have g = 0.
-template <class T>
+template <class T, class W>
 [[gnu::always_inline]] inline void add_column_totals(
     const Problem<T>& p, const Gradients<T>& grads, const QueryTile<T>& tile, T* col,
     const typename Simd<T>::V (&dist)[Simd<T>::tile_q][Simd<T>::tile_v],
@@ -202,15 +216,16 @@ template <class T>
   const T neg_scale = static_cast<T>(-exponent_scale(p.beta));
   for (int v = 0; v < kTileV; ++v) {
     total[v] = V{};
-    V total_e = load<V>(col + (d + 1) * G + v * L);
-    for (int a = 0; a < kTileQ; ++a) {
-      total[v] += r[a][v] * tile.grad_up[a];
-      if (grads.weights != nullptr)  // e_ij = exp(s_ij - L_i), the weight's own derivative
-        total_e += vexp((dist[a][v] - splat<V>(tile.weight_shift[a])) * neg_scale) * tile.grad_up[a];
-    }
+    for (int a = 0; a < kTileQ; ++a) total[v] += r[a][v] * tile.grad_up[a];
     store(col + d * G + v * L, load<V>(col + d * G + v * L) + total[v]);
-    store(col + (d + 1) * G + v * L, total_e);
   }
+  if (W::extras && grads.weights != nullptr)  // e_ij = exp(s_ij - L_i), the weight's own derivative
+    for (int v = 0; v < kTileV; ++v) {
+      V total_e = load<V>(col + (d + 1) * G + v * L);
+      for (int a = 0; a < kTileQ; ++a)
+        total_e += vexp((dist[a][v] - splat<V>(tile.weight_shift[a])) * neg_scale) * tile.grad_up[a];
+      store(col + (d + 1) * G + v * L, total_e);
+    }
 }
 
 // Phase 4a, a compact tile: the coordinate sums expanded around its first query o,
@@ -224,9 +239,9 @@ template <class T>
 // sum_j r_aj.  Relevant centres lie within sqrt(2 kNegligible) beta of a query (13 beta in
 // float, 38 in double; beyond, r is below T's resolution next to 1), so every term is at
 // most a few tens of beta: the cancellation costs a few bits of T, not the result.
-template <class T>
+template <class T, class W>
 [[gnu::always_inline]] inline void add_coordinates_expanded(
-    const Problem<T>& p, bool want_q, bool want_c, BackwardScratch<T>& s, T* col,
+    const Problem<T>& p, BackwardScratch<T>& s, T* col,
     const typename Simd<T>::V (&r)[Simd<T>::tile_q][Simd<T>::tile_v],
     const typename Simd<T>::V (&total)[Simd<T>::tile_v]) {
   using V = typename Simd<T>::V;
@@ -236,38 +251,37 @@ template <class T>
   const T* gq_rel = s.shifted.ptr + kTileQ * d;
   for (index_t k = 0; k < d; ++k) {
     const T* c_rel = s.diff.ptr + k * kTileV * L;
-    V col_k[kTileV];
-    if (want_c)
-      for (int v = 0; v < kTileV; ++v) col_k[v] = load<V>(col + k * G + v * L) - load<V>(c_rel + v * L) * total[v];
-    for (int a = 0; a < kTileQ; ++a) {
-      if (want_q) {
+    if constexpr (W::queries)
+      for (int a = 0; a < kTileQ; ++a) {
         T* row_k = s.row.ptr + a * row_width + k * L;
         V acc = load<V>(row_k);
         for (int v = 0; v < kTileV; ++v) acc += r[a][v] * load<V>(c_rel + v * L);
         store(row_k, acc);
       }
-      if (want_c) {
-        const V u = splat<V>(gq_rel[a * d + k]);
-        for (int v = 0; v < kTileV; ++v) col_k[v] += r[a][v] * u;
+    if constexpr (W::centers) {
+      V u[kTileQ];
+      for (int a = 0; a < kTileQ; ++a) u[a] = splat<V>(gq_rel[a * d + k]);
+      for (int v = 0; v < kTileV; ++v) {
+        V acc = load<V>(col + k * G + v * L) - load<V>(c_rel + v * L) * total[v];
+        for (int a = 0; a < kTileQ; ++a) acc += r[a][v] * u[a];
+        store(col + k * G + v * L, acc);
       }
     }
-    if (want_c)
-      for (int v = 0; v < kTileV; ++v) store(col + k * G + v * L, col_k[v]);
   }
 }
 
 // Phase 4b, any other tile: the coordinate sums from the kept differences, rows r (c - q)
 // and then columns g r (q - c), each pass with its factors in registers (both at once
 // would not fit in AVX2's 16).  r is overwritten.
-template <class T>
-[[gnu::always_inline]] inline void add_coordinates_direct(const Problem<T>& p, bool want_q, bool want_c,
+template <class T, class W>
+[[gnu::always_inline]] inline void add_coordinates_direct(const Problem<T>& p,
                                                           const QueryTile<T>& tile, BackwardScratch<T>& s, T* col,
                                                           typename Simd<T>::V (&r)[Simd<T>::tile_q][Simd<T>::tile_v]) {
   using V = typename Simd<T>::V;
   constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
   constexpr index_t G = Layout<T>::G;
   const index_t d = p.d, row_width = (d + 2) * L;
-  if (want_q) {
+  if constexpr (W::queries) {
     for (index_t k = 0; k < d; ++k) {
       const T* diff_k = s.diff.ptr + k * kTileQ * kTileV * L;
       for (int a = 0; a < kTileQ; ++a) {
@@ -278,7 +292,7 @@ template <class T>
       }
     }
   }
-  if (want_c) {
+  if constexpr (W::centers) {
     for (int a = 0; a < kTileQ; ++a)
       for (int v = 0; v < kTileV; ++v) r[a][v] *= -tile.grad_up[a];
     for (index_t k = 0; k < d; ++k) {
@@ -319,7 +333,7 @@ template <class T>
 // query i0) and column sums (d + 2 per centre: sum_i g_i r_ij (q_i - c_j), sum_i g_i r_ij,
 // sum_i g_i e_ij; `cols` starts at group g0), all in double.  Within the call, partial
 // sums are vectors of T: a query's over the groups, a group's over the queries.
-template <class T>
+template <class T, class W>
 void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout<T>& lay,
                     const PackedCentres<T>& packed, index_t b, index_t i0, index_t i1, index_t g0, index_t g1,
                     double* rows, double* cols, BackwardScratch<T>& s) {
@@ -327,9 +341,8 @@ void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout
   constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
   constexpr index_t G = Layout<T>::G;
   const index_t d = p.d;
-  const bool want_q = grads.queries != nullptr, want_c = grads.centers != nullptr;
-  const bool want_columns = want_c || grads.weights != nullptr;
-  const bool want_rows = want_q || grads.beta != nullptr;
+  const bool want_columns = W::centers || (W::extras && grads.weights != nullptr);
+  const bool want_rows = W::queries || (W::extras && grads.beta != nullptr);
   const index_t col_width = (d + 2) * G;  // one group's column partials: [k][G]
   std::fill(s.col.ptr, s.col.ptr + (g1 - g0) * col_width, T(0));
   QueryTile<T> tile;
@@ -339,12 +352,12 @@ void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout
     for (index_t g = g0; g < g1; ++g) {
       T* col = s.col.ptr + (g - g0) * col_width;
       V dist[kTileQ][kTileV], r[kTileQ][kTileV], total[kTileV];
-      if (!group_responsibilities(p, grads, lay, packed, b, g, tile, s, dist, r)) continue;
-      if (want_columns) add_column_totals(p, grads, tile, col, dist, r, total);
+      if (!group_responsibilities<T, W>(p, grads, lay, packed, b, g, tile, s, dist, r)) continue;
+      if (want_columns) add_column_totals<T, W>(p, grads, tile, col, dist, r, total);
       if (tile.compact)
-        add_coordinates_expanded(p, want_q, want_c, s, col, r, total);
+        add_coordinates_expanded<T, W>(p, s, col, r, total);
       else
-        add_coordinates_direct(p, want_q, want_c, tile, s, col, r);
+        add_coordinates_direct<T, W>(p, tile, s, col, r);
     }
     if (want_rows) flush_tile_rows(p, tile, s, rows + (t0 - i0) * (d + 1));
   }
@@ -357,6 +370,22 @@ void backward_block(const Problem<T>& p, const Gradients<T>& grads, const Layout
       }
     }
   }
+}
+
+template <class T>
+using BackwardBlock = void (*)(const Problem<T>&, const Gradients<T>&, const Layout<T>&, const PackedCentres<T>&,
+                               index_t, index_t, index_t, index_t, index_t, double*, double*, BackwardScratch<T>&);
+
+// The backward_block compiled for the sums this call wants.
+template <class T>
+BackwardBlock<T> backward_block_for(const Problem<T>& p, const Gradients<T>& grads) {
+  const bool q = grads.queries != nullptr, c = grads.centers != nullptr;
+  if (grads.beta != nullptr || grads.weights != nullptr || p.weights != nullptr) {
+    if (q) return c ? backward_block<T, Wanted<true, true, true>> : backward_block<T, Wanted<true, false, true>>;
+    return c ? backward_block<T, Wanted<false, true, true>> : backward_block<T, Wanted<false, false, true>>;
+  }
+  if (q) return c ? backward_block<T, Wanted<true, true, false>> : backward_block<T, Wanted<true, false, false>>;
+  return c ? backward_block<T, Wanted<false, true, false>> : backward_block<T, Wanted<false, false, true>>;
 }
 
 // Writes a mixture's gradients from its row and column sums.
@@ -397,6 +426,7 @@ bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrup
   const int threads = small ? 1 : team_size(p.num_threads);
   CancelPoint cancel(interrupt);
   PackedCentres<T> packed(p, lay, false);
+  const BackwardBlock<T> block = backward_block_for(p, grads);
   if (!pack_centres<T>(p, lay, nullptr, nullptr, threads, packed, cancel)) return false;
   const double beta3 = p.beta * p.beta * p.beta;
 
@@ -419,7 +449,7 @@ bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrup
         // Queries in chunks, so that a long mixture still polls for Ctrl-C.
         for (index_t i0 = 0; i0 < p.m && !cancel(polls); i0 += kBackwardChunk) {
           const index_t i1 = std::min(p.m, i0 + kBackwardChunk);
-          backward_block(p, grads, lay, packed, b, i0, i1, 0, lay.groups, rows.data() + i0 * (d + 1),
+          block(p, grads, lay, packed, b, i0, i1, 0, lay.groups, rows.data() + i0 * (d + 1),
                          cols.data(), s);
         }
         double beta_sum = 0.0;
@@ -456,7 +486,7 @@ bool run_backward(const Problem<T>& p, const Gradients<T>& grads, const Interrup
           const index_t g0 = group_edge(c), g1 = group_edge(c + 1);
           for (index_t i0 = query_edge(t); i0 < query_edge(t + 1) && !cancel(polls); i0 += kBackwardChunk) {
             const index_t i1 = std::min(query_edge(t + 1), i0 + kBackwardChunk);
-            backward_block(p, grads, lay, packed, b, i0, i1, g0, g1, rows.data() + i0 * (d + 1),
+            block(p, grads, lay, packed, b, i0, i1, g0, g1, rows.data() + i0 * (d + 1),
                            cols.data() + g0 * G * (d + 2), s);
           }
         }
