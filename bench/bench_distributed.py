@@ -31,7 +31,8 @@ Sweep: ``infoflow reproduce szt --seeds N`` with the given options (default 4 se
 
 A layout that ``--workers K`` starts on this machine (K workers with cores // K threads
 each: on 2 cores, ``--workers 2`` and ``--workers 1``) is run with ``--workers K``, the
-others with ``--scheduler`` of a LocalCluster of that layout started here.  Wall clock of
+others with ``--scheduler`` of ``infoflow.distributed.local_cluster`` of that layout started
+here (the cluster ``--workers K`` starts, with the same Dask settings).  Wall clock of
 each command, once (for a ``--scheduler`` case including the start and close of its
 cluster, which ``--workers K`` does within the command); the JSON has each case's time,
 its ratio to the baseline and the ratios between the cases (``sweep.ratios``).
@@ -72,7 +73,6 @@ def best_of(function, repeats: int = 10, budget: float = 8.0) -> float:
 
 def kernel_part(n: int, d: int) -> dict:
     import dask.array as da
-    from distributed import Client, LocalCluster
 
     import infoflow
     from infoflow import distributed as idist
@@ -89,8 +89,7 @@ def kernel_part(n: int, d: int) -> dict:
     rows = [{"case": f"local call, {cores} threads", "workers": 0, "seconds": local}]
 
     def run_on(workers: int, threads: int, cases):
-        with LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
+        with idist.local_cluster(workers, threads_per_worker=threads) as client:
             for label, build in cases:
                 array = build(client)
                 got = array.compute()  # warm-up: imports on the workers
@@ -153,12 +152,12 @@ def _sweep_command(case: str, seeds: int, sweep_args: str, out: str, stack) -> t
     workers, threads = layout
     if max(1, (os.cpu_count() or 1) // workers) == threads:  # what --workers K starts here
         return command + ["--workers", str(workers)], f"--workers {workers}"
-    from distributed import LocalCluster
+    from infoflow import distributed as idist
 
-    cluster = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
-                                               dashboard_address=":0"))
-    return command + ["--scheduler", cluster.scheduler_address], \
-        f"--scheduler (LocalCluster({workers}, threads_per_worker={threads}))"
+    # The cluster --workers K would start (infoflow.distributed.local_cluster), with this layout.
+    client = stack.enter_context(idist.local_cluster(workers, threads_per_worker=threads))
+    return command + ["--scheduler", client.scheduler.address], \
+        f"--scheduler (local_cluster({workers}, threads_per_worker={threads}))"
 
 
 def sweep_part(seeds: int, sweep_args: str, cases) -> dict:

@@ -408,6 +408,22 @@ def test_sweep_survives_a_killed_worker_and_equals_local(tmp_path, client, local
     client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
 
 
+def test_local_cluster_runs_dask_monitoring_at_long_intervals():
+    # Against Dask's own defaults (20 ms ticks, a 10 ms profiler), read where they act: the
+    # scheduler's and workers' periodic callbacks; the caller's configuration is untouched.
+    import dask
+
+    before = dask.config.get("distributed.admin.tick.interval")
+    with idist.local_cluster(1, threads_per_worker=1) as dask_client:
+        workers = dask_client.run(lambda dask_worker: {"tick": dask_worker.periodic_callbacks["tick"].callback_time,
+                                                       "profile": "profile" in dask_worker.periodic_callbacks})
+        scheduler = dask_client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.periodic_callbacks["tick"].callback_time)
+    assert list(workers.values()) == [{"tick": 500, "profile": False}]
+    assert scheduler == 500
+    assert dask.config.get("distributed.admin.tick.interval") == before
+
+
 def test_cli_workers_runs_binning_on_a_local_cluster(tmp_path, capsys):
     """--workers K starts (and closes) a LocalCluster of its own; the binning experiment's
     run comes back with the files and values of the local command."""

@@ -100,14 +100,34 @@ def connect(address, *, timeout: float = DEFAULT_CONNECT_TIMEOUT):
         raise OSError(f"scheduler: cannot connect to the Dask scheduler at {address!r}: {exc}") from None
 
 
+# Dask's background monitoring is tuned for tasks of milliseconds: every process checks
+# its event loop every 20 ms, a worker samples its threads' stacks every 10 ms (the
+# statistical profiler) and its memory every 100 ms.  Idle, a 2-worker LocalCluster took
+# 21 % of a core on the 2-core machine (client and scheduler 9 %, each worker 6 %), which
+# runs that need both cores pay for; with these settings 3 %.  infoflow's tasks (a sweep's
+# runs, kernel blocks) take seconds to minutes, so the clusters it starts check every
+# half second to two seconds and do not profile.  A cluster given by address keeps its
+# own configuration.
+QUIET_MONITORING = {
+    "distributed.admin.tick.interval": "500ms",
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.worker.memory.monitor-interval": "1s",
+    "distributed.worker.profile.enabled": False,
+}
+
+
 @contextmanager
 def local_cluster(workers: int, *, threads_per_worker: int | None = None) -> Iterator:
     """A client of a fresh :class:`distributed.LocalCluster` of ``workers`` worker
     processes, closed on leaving the block.
 
     Each worker gets ``threads_per_worker`` threads, by default an equal share of this
-    machine's cores (at least 1), so that together they use every core once.
+    machine's cores (at least 1), so that together they use every core once.  Dask's
+    background monitoring runs at intervals of 0.5-2 s instead of 10-100 ms and the
+    statistical profiler is off (the dashboard's profile page stays empty): on a small
+    machine it took a fifth of a core from the work.
     """
+    import dask
     from distributed import Client, LocalCluster
 
     from .._intake import positive_int
@@ -117,8 +137,9 @@ def local_cluster(workers: int, *, threads_per_worker: int | None = None) -> Ite
     threads = threads or max(1, (os.cpu_count() or 1) // count)
     # ":0": the scheduler's HTTP server (dashboard, metrics) on a free port; the default,
     # 8787, may belong to another cluster on this machine.
-    cluster = LocalCluster(n_workers=count, threads_per_worker=threads, processes=True, dashboard_address=":0",
-                           silence_logs=logging.ERROR)
+    with dask.config.set(QUIET_MONITORING):  # read as the scheduler and nannies start (workers get a copy)
+        cluster = LocalCluster(n_workers=count, threads_per_worker=threads, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
     try:
         client = Client(cluster)
         try:
