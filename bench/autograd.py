@@ -2,6 +2,7 @@
 dense torch autograd (cdist + logsumexp) and pykeops autograd, time and peak memory.
 
 Usage: python bench/autograd.py [--sizes 1000 10000 20000] [--dims 10 100] [--repeats 3]
+                                [--alternating CALLS]
                                 [--out bench/results/autograd.json]
 
 Each (tool, m = n, d) case runs in a fresh subprocess (so that one case's heap cannot hide
@@ -27,13 +28,11 @@ HERE = Path(__file__).resolve().parent
 TOOLS = ("infoflow", "torch", "pykeops")
 
 
-def _case(tool: str, n: int, d: int, repeats: int) -> dict:
-    """Run in the subprocess: time and measure one tool on one size."""
+def _calls(tool: str, n: int, d: int, num_threads: int | None = None):
+    """One tool's forward alone (no graph) and forward + backward on the benchmark's data;
+    ``num_threads`` for infoflow (default: all cores)."""
     import numpy as np
     import torch
-
-    sys.path.insert(0, str(HERE))
-    from peak_memory import _status_mb, reset_peak
 
     rng = np.random.default_rng(0)
     q0 = torch.from_numpy(rng.uniform(-1, 1, (n, d)).astype(np.float32))
@@ -43,7 +42,7 @@ def _case(tool: str, n: int, d: int, repeats: int) -> dict:
         import infoflow
 
         def forward(q, c):
-            return infoflow.gaussian_lse(q, c, beta)
+            return infoflow.gaussian_lse(q, c, beta, num_threads=num_threads)
     elif tool == "torch":
         def forward(q, c):
             return torch.logsumexp(-torch.cdist(q, c).square() / (2 * beta * beta), dim=1)
@@ -63,14 +62,27 @@ def _case(tool: str, n: int, d: int, repeats: int) -> dict:
         forward(q, c).sum().backward()
         return q.grad, c.grad
 
+    return forward_only, forward_backward, beta
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _case(tool: str, n: int, d: int, repeats: int) -> dict:
+    """Run in the subprocess: time and measure one tool on one size."""
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    from peak_memory import _status_mb, reset_peak
+
+    forward_only, forward_backward, beta = _calls(tool, n, d)
+
     def timed(fn):
         fn()  # warm-up (pykeops compiles its formula here)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
+        return statistics.median(_seconds(fn) for _ in range(repeats))
 
     result = {"tool": tool, "m": n, "n": n, "d": d, "beta": beta, "threads": torch.get_num_threads()}
     result["forward_s"] = timed(forward_only)
@@ -83,6 +95,18 @@ def _case(tool: str, n: int, d: int, repeats: int) -> dict:
     return result
 
 
+def alternating(n: int, d: int, threads: int, calls: int) -> dict:
+    """infoflow's forward and forward + backward called alternately ``calls`` times each:
+    the fastest of each (the reading least disturbed by other work on the machine, which
+    a ratio of medians is not when the host's load changes within a run) and their ratio."""
+    forward_only, forward_backward, _ = _calls("infoflow", n, d, threads)
+    forward_only(), forward_backward()  # warm-up
+    times = [(_seconds(forward_only), _seconds(forward_backward)) for _ in range(calls)]
+    fastest_forward, fastest_both = min(t for t, _ in times), min(t for _, t in times)
+    return {"m": n, "n": n, "d": d, "threads": threads, "calls": calls, "forward_s": fastest_forward,
+            "forward_backward_s": fastest_both, "ratio": fastest_both / fastest_forward}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 20000])
@@ -90,8 +114,21 @@ def main() -> None:
     parser.add_argument("--tools", nargs="+", default=list(TOOLS), choices=TOOLS)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(HERE / "results" / "autograd.json"))
+    parser.add_argument("--alternating", type=int, metavar="CALLS",
+                        help="instead of the table: infoflow's forward and forward + backward called alternately "
+                             "CALLS times each at every size and dimension, on 2 threads and on 1; prints the "
+                             "fastest of each and their ratio (nothing is written)")
     parser.add_argument("--case", nargs=3, help=argparse.SUPPRESS)  # tool n d: run one case here
     args = parser.parse_args()
+    if args.alternating:
+        for d in args.dims:
+            for n in args.sizes:
+                for threads in (2, 1):
+                    r = alternating(n, d, threads, args.alternating)
+                    print(f"m=n={n:6d} d={d:4d} threads={threads}  fastest of {r['calls']}: forward "
+                          f"{r['forward_s']:.3f} s  forward+backward {r['forward_backward_s']:.3f} s  "
+                          f"ratio {r['ratio']:.2f}", flush=True)
+        return
     if args.case:
         tool, n, d = args.case
         print(json.dumps(_case(tool, int(n), int(d), args.repeats)))
