@@ -106,8 +106,9 @@ def connect(address, *, timeout: float = DEFAULT_CONNECT_TIMEOUT):
 # 21 % of a core on the 2-core machine (client and scheduler 9 %, each worker 6 %), which
 # runs that need both cores pay for; with these settings 3 %.  infoflow's tasks (a sweep's
 # runs, kernel blocks) take seconds to minutes, so the clusters it starts check every
-# half second to two seconds and do not profile.  A cluster given by address keeps its
-# own configuration.
+# half second to two seconds and do not profile.  (A worker's memory limit is then
+# enforced within a second of being crossed rather than 0.1 s; a sweep's run processes
+# are outside it anyway.)  A cluster given by address keeps its own configuration.
 QUIET_MONITORING = {
     "distributed.admin.tick.interval": "500ms",
     "distributed.admin.system-monitor.interval": "2s",
