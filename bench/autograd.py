@@ -100,7 +100,8 @@ def alternating(n: int, d: int, threads: int, calls: int) -> dict:
     the fastest of each (the reading least disturbed by other work on the machine, which
     a ratio of medians is not when the host's load changes within a run) and their ratio."""
     forward_only, forward_backward, _ = _calls("infoflow", n, d, threads)
-    forward_only(), forward_backward()  # warm-up
+    forward_only()  # warm-up
+    forward_backward()
     times = [(_seconds(forward_only), _seconds(forward_backward)) for _ in range(calls)]
     fastest_forward, fastest_both = min(t for t, _ in times), min(t for _, t in times)
     return {"m": n, "n": n, "d": d, "threads": threads, "calls": calls, "forward_s": fastest_forward,

@@ -62,10 +62,9 @@ def test_medium_case_matches_dense_autograd(rng, weighted, threads):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-11 * float(b.abs().max())), name
 
 
-
 # The compiled backward is specialised for the inputs that want a gradient; each subset
-# must give the dense reference's gradients, in wide (uniform in a box of 8 beta) and
-# compact (tanh-squashed, beta large) query tiles alike.
+# must give the dense reference's gradients, in wide query tiles (spread 4: coordinates in
+# (-4, 4), wider than 8 beta = 4) and compact ones (spread 0.5: all within 8 beta).
 @pytest.mark.parametrize("wanted", ["q", "c", "qc", "beta", "w", "qw", "cbeta"])
 @pytest.mark.parametrize("spread", [4.0, 0.5])
 def test_each_subset_of_inputs_matches_dense_autograd(rng, wanted, spread):
@@ -79,6 +78,7 @@ def test_each_subset_of_inputs_matches_dense_autograd(rng, wanted, spread):
     expected = torch.autograd.grad((dense_log_density(q, c, beta, w) * upstream).sum(), inputs)
     for a, b in zip(got, expected):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-11 * float(b.abs().max()))
+
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("threads", [1, 2])

@@ -274,8 +274,8 @@ template <class T, class W>
 // and then columns g r (q - c), each pass with its factors in registers (both at once
 // would not fit in AVX2's 16).  r is overwritten.
 template <class T, class W>
-[[gnu::always_inline]] inline void add_coordinates_direct(const Problem<T>& p,
-                                                          const QueryTile<T>& tile, BackwardScratch<T>& s, T* col,
+[[gnu::always_inline]] inline void add_coordinates_direct(const Problem<T>& p, const QueryTile<T>& tile,
+                                                          BackwardScratch<T>& s, T* col,
                                                           typename Simd<T>::V (&r)[Simd<T>::tile_q][Simd<T>::tile_v]) {
   using V = typename Simd<T>::V;
   constexpr int L = Simd<T>::lanes, kTileQ = Simd<T>::tile_q, kTileV = Simd<T>::tile_v;
@@ -376,7 +376,8 @@ template <class T>
 using BackwardBlock = void (*)(const Problem<T>&, const Gradients<T>&, const Layout<T>&, const PackedCentres<T>&,
                                index_t, index_t, index_t, index_t, index_t, double*, double*, BackwardScratch<T>&);
 
-// The backward_block compiled for the sums this call wants.
+// The backward_block compiled for the sums this call wants (with none wanted, the general
+// one, which then adds nothing).
 template <class T>
 BackwardBlock<T> backward_block_for(const Problem<T>& p, const Gradients<T>& grads) {
   const bool q = grads.queries != nullptr, c = grads.centers != nullptr;
